@@ -1,0 +1,399 @@
+"""The study file, parsed once at the edge into frozen, validated records.
+
+Everything after :func:`load_study` takes these typed objects, never raw dicts. A bad file
+fails here with one line naming the key, the value and what was expected, before any
+storage file or run folder exists.
+
+Layering: standard library, PyYAML and pydantic only. Names that need torch or timm to
+check (backbones, data sets on disk) are checked by ``ablate.study.check_study``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+from ablate.errors import ConfigError
+
+__all__ = [
+    "DatasetConfig",
+    "TrainConfig",
+    "Model1Config",
+    "ConstraintConfig",
+    "ModelConfig",
+    "RunConfig",
+    "Choices",
+    "Range",
+    "SamplerConfig",
+    "PrunerConfig",
+    "SearchConfig",
+    "RepeatsConfig",
+    "StudyConfig",
+    "load_study",
+    "parse_study",
+    "with_overrides",
+    "config_hash",
+    "get_path",
+    "DEFAULT_ARMS",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DatasetConfig(_Frozen):
+    """Which images, at which size, split how.
+
+    The split (train / validation / test) depends on ``split_seed`` only, never on the
+    trial's seed, so every arm and every seed of a study sees the same data.
+    """
+
+    name: str = "digits"
+    root: str = "data"
+    download: bool = False
+    image_size: int = Field(32, ge=8, le=1024)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    subset: int | None = Field(None, ge=10)
+    augment: bool = True
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _leaves_a_train_split(self) -> DatasetConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                f"val_fraction + test_fraction must leave at least 10% for training "
+                f"(got {self.val_fraction} + {self.test_fraction})"
+            )
+        return self
+
+
+class TrainConfig(_Frozen):
+    """The paper's recipe as defaults: AdamW 4e-4, wd 5e-4, cosine schedule, 30 epochs, batch 64."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(4.0e-4, gt=0.0)
+    weight_decay: float = Field(5.0e-4, ge=0.0)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+    compile: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError(f"expected auto, cpu, cuda or cuda:N (got {v!r})")
+
+
+class Model1Config(_Frozen):
+    """How DueHeadNet's first head starts and whether it trains."""
+
+    init: Literal["stage1", "imagenet", "random"] = "stage1"
+    freeze: bool = True
+    weights: str | None = None  # a local checkpoint file for init: imagenet
+
+
+class ConstraintConfig(_Frozen):
+    """The FMCE penalty: weight * cosine similarity of model2's map to model1's (detached) map."""
+
+    on: bool = True
+    weight: float = Field(1.0, ge=0.0)
+    target: Literal["map", "pooled"] = "map"
+
+
+class ModelConfig(_Frozen):
+    kind: Literal["dual", "single"] = "dual"
+    backbone: str = "seresnet18"
+    head: Literal["linear", "mlp"] = "linear"
+    model1: Model1Config = Model1Config()
+    constraint: ConstraintConfig = ConstraintConfig()
+
+    @property
+    def arm(self) -> str:
+        """The paper's name for this model: fmce, nfmce or single."""
+        if self.kind == "single":
+            return "single"
+        return "fmce" if self.constraint.on else "nfmce"
+
+
+class RunConfig(_Frozen):
+    """Everything one training run depends on (besides its seed, which is ``train.seed``)."""
+
+    dataset: DatasetConfig = DatasetConfig()
+    train: TrainConfig = TrainConfig()
+    model: ModelConfig = ModelConfig()
+
+
+class Choices(_Frozen):
+    choices: list[Any] = Field(min_length=1)
+
+
+class Range(_Frozen):
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low must be <= high (got low={self.low}, high={self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got low={self.low})")
+        return self
+
+
+def _dimension_kind(value: Any) -> str:
+    if isinstance(value, Choices) or (isinstance(value, dict) and "choices" in value):
+        return "choices"
+    return "range"
+
+
+# A dimension is a list of choices or a numeric range, told apart by its 'choices' key, so an
+# error names the dimension's own problem (low > high) rather than a missing 'choices'.
+Dimension = Annotated[
+    Union[Annotated[Choices, Tag("choices")], Annotated[Range, Tag("range")]],
+    Discriminator(_dimension_kind),
+]
+
+
+class SamplerConfig(_Frozen):
+    name: Literal["tpe", "random", "grid"] = "tpe"
+    seed: int = 0
+
+
+class PrunerConfig(_Frozen):
+    name: Literal["median", "hyperband", "none"] = "median"
+    warmup_epochs: int = Field(1, ge=0)
+    startup_trials: int = Field(3, ge=0)
+
+
+class SearchConfig(_Frozen):
+    n_trials: int = Field(20, ge=0)
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    space: dict[str, Dimension] = Field(default_factory=dict)
+
+
+DEFAULT_ARMS: dict[str, dict[str, Any]] = {
+    "fmce": {"model.kind": "dual", "model.constraint.on": True},
+    "nfmce": {"model.kind": "dual", "model.constraint.on": False},
+    "single": {"model.kind": "single"},
+}
+
+
+class RepeatsConfig(_Frozen):
+    """Seeded repeats of chosen arms, paired by seed, for the significance report."""
+
+    arms: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_ARMS), min_length=2)
+    seeds: int = Field(10, ge=2)
+    first_seed: int = 0
+    datasets: list[str] = Field(default_factory=list)  # empty: the study's dataset.name
+    params: Literal["best", "fixed"] = "best"
+    contrasts: list[tuple[str, str]] | None = None
+    rope: float = Field(0.1, ge=0.0)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    max_retries: int = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _contrasts_name_arms(self) -> RepeatsConfig:
+        for a, b in self.contrasts or []:
+            for arm in (a, b):
+                if arm not in self.arms:
+                    raise ValueError(f"contrast names arm {arm!r}, expected one of {sorted(self.arms)}")
+        return self
+
+
+class StudyConfig(_Frozen):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    storage: str | None = None
+    dataset: DatasetConfig = DatasetConfig()
+    train: TrainConfig = TrainConfig()
+    model: ModelConfig = ModelConfig()
+    search: SearchConfig = SearchConfig()
+    repeats: RepeatsConfig | None = None
+
+    @property
+    def run(self) -> RunConfig:
+        return RunConfig(dataset=self.dataset, train=self.train, model=self.model)
+
+    @model_validator(mode="after")
+    def _overrides_are_valid(self) -> StudyConfig:
+        # Every searched value and every arm override must give a valid run config, so a
+        # typo in the 20th trial's space fails now, not hours later.
+        for path, dim in self.search.space.items():
+            _check_path(self.run, path, "search.space")
+            values = dim.choices if isinstance(dim, Choices) else [dim.low, dim.high]
+            for value in values:
+                _validated(self.run, {path: value}, f"search.space.{path}")
+            if self.search.sampler.name == "grid" and not isinstance(dim, Choices):
+                raise ValueError(f"search.space.{path}: the grid sampler needs 'choices', not a range")
+        if self.repeats is not None:
+            for arm, overrides in self.repeats.arms.items():
+                for path in overrides:
+                    _check_path(self.run, path, f"repeats.arms.{arm}")
+                _validated(self.run, overrides, f"repeats.arms.{arm}")
+        return self
+
+
+def _validated(run: RunConfig, overrides: dict[str, Any], where: str) -> None:
+    try:
+        with_overrides(run, overrides, where=where)
+    except ConfigError as exc:  # pydantic only reports ValueError raised inside a validator
+        raise ValueError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides by dotted path
+
+
+def get_path(cfg: BaseModel, path: str) -> Any:
+    value: Any = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _check_path(run: RunConfig, path: str, where: str) -> None:
+    node: Any = run
+    for part in path.split("."):
+        fields = type(node).model_fields if isinstance(node, BaseModel) else {}
+        if part not in fields:
+            hint = _did_you_mean(part, list(fields))
+            raise ValueError(f"{where}: unknown setting {path!r}{hint}")
+        node = getattr(node, part)
+    if isinstance(node, BaseModel):
+        raise ValueError(f"{where}: {path!r} is a section, not a setting")
+
+
+def with_overrides(run: RunConfig, overrides: dict[str, Any], where: str = "override") -> RunConfig:
+    """A copy of ``run`` with dotted-path settings replaced, validated like the study file."""
+    data = run.model_dump()
+    for path, value in overrides.items():
+        node = data
+        *parents, leaf = path.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"{where}: unknown setting {path!r}")
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError(f"{where}: unknown setting {path!r}{_did_you_mean(leaf, list(node))}")
+        node[leaf] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_first_error(exc)}") from None
+
+
+def config_hash(cfg: BaseModel) -> str:
+    """A short, stable hash of a config's resolved values (key order does not matter)."""
+    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, uses a tag the safe loader refuses,
+            has an unknown key (with a did-you-mean), a wrong type or an out-of-range value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read study file ({exc.strerror})") from None
+    return parse_study(text, source=str(path))
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true/false are booleans.
+
+    YAML 1.1 also reads on/off/yes/no as booleans, which would turn the key ``on`` of
+    ``constraint: {on: true}`` into ``True``.
+    """
+
+
+_SafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_study(text: str, source: str = "<study>") -> StudyConfig:
+    try:
+        raw = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}:{where} invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level (got {type(raw).__name__})")
+    raw = copy.deepcopy(raw)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc, raw)}") from None
+
+
+def _first_error(exc: ValidationError, raw: Any = None) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+    key = ".".join(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(StudyConfig if raw is not None else RunConfig, loc[:-1])
+        hint = _did_you_mean(loc[-1], list(parent.model_fields)) if parent is not None else ""
+        return f"unknown key {key!r}{hint}"
+    if kind == "missing":
+        return f"{key}: required setting is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+    if "(got" in msg:
+        shown = ""
+    return f"{key}: {msg}{shown}" if key else f"{msg}{shown}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    return part in ("Choices", "Range", "choices", "range") or (isinstance(part, str) and part.startswith("function-"))
+
+
+def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
+    node: Any = model
+    for part in loc:
+        field = node.model_fields.get(part) if isinstance(node, type) and issubclass(node, BaseModel) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        node = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if node is None:
+            return None
+    return node
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (expected one of: {', '.join(sorted(options))})" if options else ""

@@ -1,0 +1,42 @@
+"""Immutable records of what a training run produced (standard library only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["EpochStats", "TrialResult"]
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int  # 1-based
+    train_loss: float
+    train_accuracy: float
+    val_accuracy: float
+    penalty: float | None  # mean FMCE penalty over the epoch (DueHeadNet only)
+    lr: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One finished run. Accuracies are fractions; ``val_accuracy`` is the best epoch's.
+
+    ``test_accuracy`` is measured once, on the checkpoint of the best validation epoch:
+    nothing is ever chosen on the test split.
+    """
+
+    val_accuracy: float
+    best_epoch: int
+    test_accuracy: float
+    head_similarity: float | None  # mean cosine of the two heads' maps on the test split
+    curves: tuple[EpochStats, ...]
+    n_params: int
+    n_trainable: int
+    wall_time: float
+    device: str
+    images_per_second: float
+    extras: dict = field(default_factory=dict)
+
+    def curves_dict(self) -> list[dict]:
+        return [asdict(e) for e in self.curves]

@@ -1,0 +1,46 @@
+"""Tiny, offline fixtures: scikit-learn's digits at 16 px, a few dozen images, 1-2 epochs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_STUDY = """\
+name: {name}
+dataset: {{name: digits, image_size: 16, subset: 150, val_fraction: 0.2, test_fraction: 0.2}}
+train: {{epochs: {epochs}, batch_size: 32, seed: 0, device: cpu}}
+model: {{kind: dual, backbone: seresnet18, model1: {{init: {init}, freeze: true}}, constraint: {{on: true, weight: 1.0}}}}
+search:
+  n_trials: {n_trials}
+  sampler: {{name: random, seed: 0}}
+  pruner: {{name: {pruner}, warmup_epochs: 0, startup_trials: 1}}
+  space:
+    model.constraint.on: {{choices: [true, false]}}
+    model.constraint.weight: {{low: 0.1, high: 2.0, log: true}}
+    train.lr: {{low: 1.0e-4, high: 2.0e-3, log: true}}
+{extra}"""
+
+
+def tiny_study_text(name: str = "tiny", *, epochs: int = 1, n_trials: int = 2, init: str = "random",
+                    pruner: str = "none", extra: str = "") -> str:
+    return TINY_STUDY.format(name=name, epochs=epochs, n_trials=n_trials, init=init, pruner=pruner, extra=extra)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_and_small(tmp_path_factory):
+    os.environ["ABLATE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def write_study(tmp_path: Path):
+    def write(text: str, name: str = "study.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write

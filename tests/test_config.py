@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from ablate.config import config_hash, load_study, parse_study, with_overrides
+from ablate.errors import ConfigError
+from tests.conftest import tiny_study_text
+
+
+def test_defaults_follow_the_paper():
+    cfg = parse_study("name: x\n")
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs, cfg.train.batch_size) == (4e-4, 5e-4, 30, 64)
+    assert cfg.model.model1.init == "stage1" and cfg.model.model1.freeze
+    assert cfg.model.arm == "fmce"
+
+
+def test_tiny_study_parses_with_its_space():
+    cfg = parse_study(tiny_study_text())
+    assert set(cfg.search.space) == {"model.constraint.on", "model.constraint.weight", "train.lr"}
+    assert cfg.search.space["train.lr"].log is True
+
+
+def test_overrides_validate_and_hash_changes():
+    run = parse_study("name: x\n").run
+    changed = with_overrides(run, {"train.lr": 0.01, "model.constraint.on": False})
+    assert changed.train.lr == 0.01 and changed.model.arm == "nfmce"
+    assert config_hash(changed) != config_hash(run)
+    assert config_hash(with_overrides(run, {})) == config_hash(run)
+    with pytest.raises(ConfigError, match="train.lr"):
+        with_overrides(run, {"train.lr": -1})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: x\ntrain: {lr: 0}\n", "train.lr: Input should be greater than 0 (got 0)"),
+        ("name: x\ntrain: {epochs: 0}\n", "train.epochs: Input should be greater than or equal to 1 (got 0)"),
+        ("name: x\ntrain: {lrr: 0.1}\n", "unknown key 'train.lrr' (did you mean 'lr'?)"),
+        ("name: x\ntrain: {epochs: many}\n", "train.epochs: Input should be a valid integer"),
+        ("name: x\ndataset: {val_fraction: 0.5, test_fraction: 0.45}\n", "must leave at least 10% for training"),
+        ("name: x\ndataset: {test_fraction: 0}\n", "dataset.test_fraction: Input should be greater than 0"),
+        ("name: x\nsearch: {space: {train.lr: {low: 1.0, high: 0.1}}}\n", "low must be <= high"),
+        ("name: x\nsearch: {space: {train.lrate: {low: 0.1, high: 1.0}}}\n", "unknown setting 'train.lrate' (did you mean 'lr'?)"),
+        ("name: x\nsearch: {space: {train.lr: {choices: [0.1, -1]}}}\n", "search.space.train.lr: train.lr"),
+        ("name: x\nmodel: {head: conv}\n", "model.head: Input should be 'linear' or 'mlp'"),
+        ("name: x\n  bad: [\n", "invalid YAML"),
+        ("name: !!python/object/apply:os.system [echo hi]\n", "invalid YAML: could not determine a constructor"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("train: {}\n", "name: required setting is missing"),
+        ("name: x\nrepeats: {contrasts: [[fmce, nfmc]]}\n", "contrast names arm 'nfmc'"),
+        ("name: x\nsearch: {sampler: {name: grid}, space: {train.lr: {low: 0.1, high: 1}}}\n", "grid sampler needs 'choices'"),
+    ],
+)
+def test_bad_study_files_name_the_key(text, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_study(text, source="s.yaml")
+    message = str(info.value)
+    assert expected in message
+    assert message.startswith("s.yaml")
+    assert "\n" not in message
+
+
+def test_missing_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read study file"):
+        load_study(tmp_path / "nope.yaml")

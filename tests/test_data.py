@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ablate.config import DatasetConfig
+from ablate.data import DeviceImages, check_dataset, load_images, random_crop_flip, split_indices
+from ablate.errors import ConfigError, DataError
+
+
+def test_digits_load_as_uint8_rgb_at_the_asked_size(tmp_path):
+    data = load_images(DatasetConfig(name="digits", image_size=16), tmp_path)
+    assert data.images.shape == (1797, 3, 16, 16) and data.images.dtype == torch.uint8
+    assert data.num_classes == 10 and int(data.labels.max()) == 9
+    assert torch.equal(data.images[:, 0], data.images[:, 1])  # grey copied to RGB
+    again = load_images(DatasetConfig(name="digits", image_size=16), tmp_path)  # from the disk cache
+    assert torch.equal(again.images, data.images)
+
+
+def test_split_is_disjoint_stratified_and_fixed_by_split_seed(tmp_path):
+    labels = load_images(DatasetConfig(name="digits", image_size=8), tmp_path).labels
+    cfg = DatasetConfig(val_fraction=0.2, test_fraction=0.25)
+    s = split_indices(labels, cfg)
+    train, val, test = set(s.train), set(s.val), set(s.test)
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert len(train) + len(val) + len(test) == len(labels)
+    assert len(test) == pytest.approx(0.25 * len(labels), abs=1)
+    assert len(val) == pytest.approx(0.2 * len(labels), abs=2)
+    for part in (s.train, s.val, s.test):  # every class in every split
+        assert len(np.unique(labels.numpy()[part])) == 10
+    same = split_indices(labels, cfg)
+    assert all(np.array_equal(a, b) for a, b in zip((s.train, s.val, s.test), (same.train, same.val, same.test)))
+    other = split_indices(labels, cfg.model_copy(update={"split_seed": 1}))
+    assert not np.array_equal(s.test, other.test)
+
+
+def test_subset_draws_a_stratified_subset(tmp_path):
+    labels = load_images(DatasetConfig(name="digits", image_size=8), tmp_path).labels
+    s = split_indices(labels, DatasetConfig(subset=100))
+    assert len(s.train) + len(s.val) + len(s.test) == 100
+
+
+def test_crop_flip_keeps_pixels_and_is_seeded():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).reshape(2, 3, 8, 8)
+    a = random_crop_flip(x, torch.Generator().manual_seed(0))
+    b = random_crop_flip(x, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and a.dtype == torch.uint8 and torch.equal(a, b)
+    no_shift = random_crop_flip(x, torch.Generator().manual_seed(0), pad=0)
+    for i in range(2):  # with no translation each image is itself or its mirror
+        assert torch.equal(no_shift[i], x[i]) or torch.equal(no_shift[i], x[i].flip(-1))
+
+
+def test_device_batches_are_normalised_and_cover_the_split():
+    images = torch.full((10, 3, 4, 4), 255, dtype=torch.uint8)
+    data = DeviceImages(images, torch.arange(10), torch.device("cpu"))
+    batches = list(data.batches(4, generator=torch.Generator().manual_seed(0)))
+    assert sorted(torch.cat([y for _, y in batches]).tolist()) == list(range(10))
+    x = batches[0][0]
+    assert torch.allclose(x[0, 0], torch.full((4, 4), (1 - 0.485) / 0.229))
+    assert len(list(data.batches(4, drop_last=True))) == 2
+
+
+def _image_folder(root, broken: bool = False):
+    for c, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20 + i, 12), colour).save(folder / f"{i}.png")
+    if broken:
+        (root / "class0" / "broken.png").write_bytes(b"not a png")
+
+
+def test_imagefolder_reads_a_users_images(tmp_path):
+    _image_folder(tmp_path / "imgs")
+    data = load_images(DatasetConfig(name="imagefolder", root=str(tmp_path / "imgs"), image_size=8), tmp_path)
+    assert data.classes == ("class0", "class1") and data.images.shape == (12, 3, 8, 8)
+    assert data.images[0, 0].float().mean() > 250 and data.images[0, 2].float().mean() < 5  # red
+    assert data.images[-1, 2].float().mean() > 250  # blue
+
+
+def test_broken_image_names_the_file(tmp_path):
+    _image_folder(tmp_path / "imgs", broken=True)
+    with pytest.raises(DataError, match="broken.png"):
+        load_images(DatasetConfig(name="imagefolder", root=str(tmp_path / "imgs"), image_size=8), tmp_path)
+
+
+def test_unknown_dataset_lists_valid_names(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        check_dataset(DatasetConfig(name="cifar100"), tmp_path)
+    assert "cifar10" in str(info.value) and "digits" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "caltech101", "flowers102"])
+def test_missing_data_root_names_root_and_switch(tmp_path, name):
+    with pytest.raises(DataError) as info:
+        check_dataset(DatasetConfig(name=name, root="nowhere"), tmp_path)
+    assert str(tmp_path / "nowhere") in str(info.value) and "dataset.download: true" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "caltech101", "flowers102"])
+def test_empty_data_root_without_download_is_a_clear_error(tmp_path, name):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match="no files found under data root"):
+        load_images(DatasetConfig(name=name, root="data"), tmp_path)
