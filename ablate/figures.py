@@ -1,0 +1,206 @@
+"""Figures of an ablation study, drawn with matplotlib's object API (no pyplot state).
+
+Each function takes data and a path, writes one PNG there and returns the path. Accuracies
+come in as fractions and are drawn in percentage points, like every number in the report.
+The figures show every seed: a bar of means with a truncated axis hides how much seeds
+disagree, which is exactly what a reader of an ablation needs to see.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ablate.errors import DataError
+from ablate.stats import summarize_arm
+
+__all__ = ["arm_comparison", "learning_curves", "head_similarity", "critical_difference", "trial_curve"]
+
+_JITTER = 0.08  # half-width, in arm slots, of the horizontal scatter of seed points
+_DPI = 150
+
+
+def arm_comparison(results: pd.DataFrame, path: str | Path, title: str, *, seed: int = 0) -> Path:
+    """Every arm side by side: one point per seed (jittered), the mean and its 95% t CI.
+
+    Args:
+        results: rows of one dataset with columns ``arm, seed, accuracy`` (fraction).
+        path: where the PNG goes.
+        title: figure title.
+        seed: seed of the horizontal jitter, so the same data give the same picture.
+    """
+    _require(results, ("arm", "seed", "accuracy"), "arm_comparison")
+    arms = list(pd.unique(results["arm"]))
+    rng = np.random.default_rng(seed)
+    fig = _figure(max(4.0, 1.3 * len(arms) + 1.5), 4.0)
+    ax = fig.add_subplot()
+    for x, arm in enumerate(arms):
+        acc = results.loc[results["arm"] == arm, "accuracy"].to_numpy(dtype=float)
+        summary = summarize_arm("", arm, acc)
+        jitter = rng.uniform(-_JITTER, _JITTER, size=acc.size)
+        ax.scatter(x + jitter, acc * 100.0, s=18, alpha=0.6, color=f"C{x}", zorder=2, label=None)
+        _mean_with_ci(ax, x + 0.25, summary.mean, summary.ci_low, summary.ci_high, f"C{x}")
+    ax.set_xticks(range(len(arms)), [_arm_label(results, a) for a in arms])
+    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.text(
+        0.99, 0.01, "points: seeds; bar: mean and 95% t CI", transform=ax.transAxes,
+        ha="right", va="bottom", fontsize=7, color="0.4",
+    )  # fmt: skip
+    return _save(fig, path)
+
+
+def learning_curves(curves: pd.DataFrame, path: str | Path, title: str = "Validation accuracy") -> Path:
+    """Mean validation accuracy per arm over epochs (bold), each seed's curve faint behind it.
+
+    Args:
+        curves: columns ``arm, seed, epoch, val_accuracy`` (fraction).
+        path: where the PNG goes.
+    """
+    _require(curves, ("arm", "seed", "epoch", "val_accuracy"), "learning_curves")
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    for i, arm in enumerate(pd.unique(curves["arm"])):
+        rows = curves[curves["arm"] == arm]
+        for _, run in rows.groupby("seed", sort=True):
+            run = run.sort_values("epoch")
+            ax.plot(run["epoch"], run["val_accuracy"] * 100.0, color=f"C{i}", alpha=0.2, lw=0.8)
+        mean = rows.groupby("epoch", sort=True)["val_accuracy"].mean() * 100.0
+        n_seeds = rows["seed"].nunique()
+        ax.plot(mean.index, mean.to_numpy(), color=f"C{i}", lw=2.0, label=f"{arm} (mean of {n_seeds})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def head_similarity(
+    similarity: pd.DataFrame, path: str | Path, title: str = "Head similarity", *, seed: int = 0
+) -> Path:
+    """One point per seed per arm of the similarity between heads, with each arm's mean.
+
+    Args:
+        similarity: columns ``arm, seed, head_similarity``.
+        path: where the PNG goes.
+    """
+    _require(similarity, ("arm", "seed", "head_similarity"), "head_similarity")
+    arms = list(pd.unique(similarity["arm"]))
+    rng = np.random.default_rng(seed)
+    fig = _figure(max(4.0, 1.3 * len(arms) + 1.5), 4.0)
+    ax = fig.add_subplot()
+    for x, arm in enumerate(arms):
+        values = similarity.loc[similarity["arm"] == arm, "head_similarity"].to_numpy(dtype=float)
+        ax.scatter(x + rng.uniform(-_JITTER, _JITTER, values.size), values, s=18, alpha=0.6, color=f"C{x}")
+        if values.size:
+            ax.hlines(np.mean(values), x - 0.25, x + 0.25, color=f"C{x}", lw=2.0)
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_ylabel("head similarity")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def critical_difference(avg_ranks: Mapping[str, float], cd: float, path: str | Path) -> Path:
+    """A critical-difference diagram (Demsar 2006): average ranks on an axis, 1 = best.
+
+    Arms joined by a thick bar are not significantly different (Nemenyi): their average
+    ranks differ by less than ``cd``.
+    """
+    ranked = sorted(avg_ranks.items(), key=lambda item: item[1])
+    k = len(ranked)
+    fig = _figure(7.0, 1.6 + 0.3 * k)
+    ax = fig.add_subplot()
+    lo, hi = 1, max(k, 2)
+    ax.set_xlim(lo - 0.3, hi + 0.3)
+    ax.set_ylim(-(k + 1), 2.2)
+    ax.hlines(0, lo, hi, color="k", lw=1)
+    for r in range(lo, hi + 1):
+        ax.vlines(r, 0, 0.15, color="k", lw=1)
+        ax.text(r, 0.3, str(r), ha="center", va="bottom", fontsize=8)
+    if math.isfinite(cd):
+        ax.hlines(1.4, lo, lo + cd, color="k", lw=1.5)
+        ax.text(lo + cd / 2, 1.55, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8)
+    for i, (arm, rank) in enumerate(ranked):
+        y = -(i + 1) * 0.8
+        left = i < (k + 1) // 2
+        end = lo - 0.2 if left else hi + 0.2
+        ax.plot([rank, rank, end], [0, y, y], color="0.3", lw=0.8)
+        ax.text(end, y, f"{arm} ({rank:.2f})", ha="right" if left else "left", va="center", fontsize=8)
+    for j, (first, last) in enumerate(_cliques([r for _, r in ranked], cd)):
+        y = -0.3 - 0.25 * j
+        ax.hlines(y, ranked[first][1] - 0.03, ranked[last][1] + 0.03, color="k", lw=3)
+    ax.axis("off")
+    return _save(fig, path)
+
+
+def _cliques(ranks: Sequence[float], cd: float) -> list[tuple[int, int]]:
+    """Maximal runs (first, last) of sorted ranks whose spread is below cd."""
+    runs: list[tuple[int, int]] = []
+    for i in range(len(ranks)):
+        j = i
+        while j + 1 < len(ranks) and ranks[j + 1] - ranks[i] < cd:
+            j += 1
+        if j > i and not (runs and runs[-1][1] >= j):
+            runs.append((i, j))
+    return runs
+
+
+def _mean_with_ci(ax, x: float, mean: float, low: float, high: float, color: str) -> None:
+    if not math.isfinite(mean):
+        return
+    if math.isfinite(low) and math.isfinite(high):
+        ax.errorbar(x, mean, yerr=[[mean - low], [high - mean]], fmt="o", color=color, ms=6, capsize=4, lw=1.5)
+    else:  # n = 1: no interval to draw
+        ax.plot(x, mean, "o", color=color, ms=6)
+
+
+def _arm_label(results: pd.DataFrame, arm: str) -> str:
+    return f"{arm}\n(n = {int((results['arm'] == arm).sum())})"
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{what}: data lack column(s) {', '.join(missing)}")
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    # format given explicitly so callers may write to a temporary name; no "Software"
+    # metadata so the same data give the same bytes across matplotlib versions.
+    fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
+    return path
+
+
+def trial_curve(curves: Sequence[Mapping[str, float]], path: str | Path, title: str) -> Path:
+    """One trial's training and validation accuracy per epoch (the dashboard's artifact)."""
+    fig = _figure(4.5, 3.0)
+    ax = fig.add_subplot()
+    epochs = [c["epoch"] for c in curves]
+    ax.plot(epochs, [100 * c["train_accuracy"] for c in curves], marker="o", label="train")
+    ax.plot(epochs, [100 * c["val_accuracy"] for c in curves], marker="o", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, path)
