@@ -1,0 +1,706 @@
+"""The one place that talks to Optuna: storages, the search, the seeded repeats.
+
+A study file gives two Optuna studies in one storage: ``<name>`` (the hyperparameter search)
+and ``<name>:repeats`` (every arm x data set x seed cell, enqueued once each). Workers on one
+machine or many share the storage; each claims work under a lock (a PostgreSQL advisory lock,
+or a lock file beside a journal or SQLite file), so together they run exactly the requested
+trials. A worker that dies leaves a RUNNING trial behind: RDB storages fail it through Optuna's
+heartbeat and ``RetryHeartbeatStaleTrialCallback`` enqueues it again with the same parameters;
+journal and SQLite files do the same for trials whose worker process on this host is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+import ablate
+from ablate.config import Choices, RunConfig, StudyConfig, config_hash, get_path, with_overrides
+from ablate.data import check_dataset
+from ablate.errors import AblateError, ConfigError, StorageError, TrainingError
+from ablate.models import check_backbone
+from ablate.records import EpochStats, TrialResult
+from ablate.train import train_run
+
+__all__ = [
+    "StudyPaths",
+    "Events",
+    "resolve_paths",
+    "check_study",
+    "redact",
+    "open_storage",
+    "search_study",
+    "repeats_study",
+    "run_search",
+    "run_repeats",
+    "repeat_cells",
+    "collect_results",
+    "requeue_dead_trials",
+    "provenance",
+]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Heartbeat retries and artifacts are marked experimental; they are exactly what we rely on.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats (RDB storages)
+GRACE_PERIOD = 30  # a trial with no heartbeat for this long is stale
+POLL_SECONDS = 2.0  # how often an idle worker looks for work while others still run trials
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    study_file: Path
+    base: Path  # the study file's folder: relative paths are resolved against it
+    storage: str  # a URL, secrets included: never print it, print redact(storage)
+    run_dir: Path  # runs/<name>: checkpoints, artifacts
+    report_dir: Path  # reports/<name>
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.run_dir / "artifacts"
+
+
+class Events(Protocol):
+    """What a worker tells whoever shows progress (the CLI); all methods optional in spirit."""
+
+    def trial_started(self, study: str, number: int, params: dict[str, Any]) -> None: ...
+    def epoch_done(self, study: str, number: int, stats: EpochStats, epochs: int) -> None: ...
+    def trial_finished(self, study: str, trial: FrozenTrial) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class QuietEvents:
+    def trial_started(self, study: str, number: int, params: dict[str, Any]) -> None:
+        pass
+
+    def epoch_done(self, study: str, number: int, stats: EpochStats, epochs: int) -> None:
+        pass
+
+    def trial_finished(self, study: str, trial: FrozenTrial) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths, storages, checks
+
+
+def resolve_paths(cfg: StudyConfig, study_file: Path) -> StudyPaths:
+    """Where a study keeps its storage, runs and report. Creates nothing."""
+    study_file = Path(study_file).resolve()
+    base = study_file.parent
+    storage = cfg.storage or f"sqlite:///{base / 'runs' / (cfg.name + '.db')}"
+    if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+        rel = storage[len("sqlite:///"):]
+        if rel != ":memory:":
+            storage = f"sqlite:///{base / rel}"
+    elif storage.startswith("journal:///") and not storage.startswith("journal:////"):
+        storage = f"journal:///{base / storage[len('journal:///'):]}"
+    return StudyPaths(study_file, base, storage, base / "runs" / cfg.name, base / "reports" / cfg.name)
+
+
+def redact(url: str) -> str:
+    """The storage URL with any password masked, fit for logs, reports and user attributes."""
+    if "://" not in url or "@" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: mask everything between '://' and '@'
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def storage_kind(url: str) -> str:
+    if url.startswith("journal:///"):
+        return "journal"
+    if url.startswith("sqlite:"):
+        return "sqlite"
+    return "rdb"
+
+
+def check_study(cfg: StudyConfig, paths: StudyPaths, workers: int = 1) -> None:
+    """Everything that needs torch or timm to check, before any file or folder is created.
+
+    Raises:
+        ModelError / ConfigError / DataError: an unknown backbone or data set anywhere in the
+            file (base settings, search choices, repeat arms), or a data root with no files.
+        StorageError: SQLite asked to serve several workers.
+    """
+    run = cfg.run
+    variants = [run]
+    for path, dim in cfg.search.space.items():
+        if isinstance(dim, Choices):
+            variants += [with_overrides(run, {path: v}, f"search.space.{path}") for v in dim.choices]
+    if cfg.repeats is not None:
+        for name in cfg.repeats.datasets:
+            variants.append(with_overrides(run, {"dataset.name": name}, "repeats.datasets"))
+        for arm, overrides in cfg.repeats.arms.items():
+            variants.append(with_overrides(run, overrides, f"repeats.arms.{arm}"))
+    for backbone in sorted({v.model.backbone for v in variants}):
+        check_backbone(backbone)
+    seen = set()
+    for v in variants:
+        if (v.dataset.name, v.dataset.root, v.dataset.download) not in seen:
+            seen.add((v.dataset.name, v.dataset.root, v.dataset.download))
+            check_dataset(v.dataset, paths.base)
+    if workers > 1 and storage_kind(paths.storage) == "sqlite":
+        raise StorageError(
+            f"storage {redact(paths.storage)}: SQLite cannot serve {workers} parallel workers safely; "
+            f"use storage: journal:///runs/{cfg.name}.journal on one machine or a postgresql:// URL across machines"
+        )
+
+
+def open_storage(url: str, *, max_retry: int = 2) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``; creates the folder of a file-based storage.
+
+    RDB servers get a heartbeat so that a dead worker's trial is failed and enqueued again.
+    """
+    kind = storage_kind(url)
+    try:
+        if kind == "journal":
+            path = Path(url[len("journal:///") - 1:])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = optuna.storages.journal.JournalFileBackend(
+                str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path) + ".lock")
+            )
+            return optuna.storages.JournalStorage(backend)
+        if kind == "sqlite":
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_INTERVAL,
+            grace_period=GRACE_PERIOD,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+            engine_kwargs={"pool_pre_ping": True},
+        )
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise StorageError(f"storage {redact(url)}: missing driver ({exc}); pip install 'psycopg[binary]'") from None
+    except Exception as exc:  # sqlalchemy.exc.OperationalError and friends: one line, no secrets
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(f"storage {redact(url)}: cannot open ({redact(first)})") from None
+
+
+def search_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    return optuna.create_study(
+        study_name=cfg.name,
+        storage=storage,
+        sampler=_sampler(cfg),
+        pruner=_pruner(cfg),
+        direction="maximize",
+        load_if_exists=True,
+    )
+
+
+def repeats_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    return optuna.create_study(
+        study_name=f"{cfg.name}:repeats",
+        storage=storage,
+        sampler=optuna.samplers.RandomSampler(seed=0),  # never samples: every cell is enqueued
+        pruner=optuna.pruners.NopPruner(),  # repeats train every epoch, by design
+        direction="maximize",
+        load_if_exists=True,
+    )
+
+
+def _sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
+    s = cfg.search.sampler
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed)
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    space = {p: list(d.choices) for p, d in cfg.search.space.items() if isinstance(d, Choices)}
+    return optuna.samplers.GridSampler(space, seed=s.seed)
+
+
+def _pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    p = cfg.search.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_epochs)
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, p.warmup_epochs), max_resource=cfg.train.epochs)
+    return optuna.pruners.NopPruner()
+
+
+# ---------------------------------------------------------------------------------------------
+# Claiming work: exact counts with many workers
+
+
+@contextlib.contextmanager
+def _claim_lock(storage: optuna.storages.BaseStorage, url: str, name: str) -> Iterator[None]:
+    """Serialise 'count the trials, then ask for one' across every worker of a study."""
+    kind = storage_kind(url)
+    if kind == "rdb" and url.startswith("postgresql"):
+        from sqlalchemy import text
+
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with storage.engine.connect() as conn:  # type: ignore[attr-defined]
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    if kind in ("journal", "sqlite"):
+        path = url.split(":///", 1)[1] + f".{hashlib.sha256(name.encode()).hexdigest()[:8]}.claim"
+        lock = optuna.storages.journal.JournalFileOpenLock(path, grace_period=120)
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    yield  # another RDB (MySQL, ...): Optuna's own transactions only
+
+
+def _worker_id() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped by its parent) still answers kill(0): read its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def requeue_dead_trials(study: optuna.Study, url: str, max_retry: int) -> list[int]:
+    """Fail RUNNING trials whose worker is dead and enqueue each again with the same parameters.
+
+    RDB servers: Optuna's heartbeat decides (``fail_stale_trials``). Journal and SQLite files
+    have no heartbeat: a trial is dead when its worker ran on this host and that process is gone.
+    Returns the numbers of the trials failed here.
+    """
+    if storage_kind(url) == "rdb":
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        return sorted(before - after)
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.system_attrs.get("ablate:worker") or {}
+        if worker.get("host") != host or _pid_alive(int(worker.get("pid", -1))):
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {worker.get('pid')} on {host} died")
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker got there first
+        failed.append(t.number)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        retry(study, study._storage.get_trial(t._trial_id))
+    return failed
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance
+
+
+def _git_commit(folder: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    commit = out.stdout.strip() if out.returncode == 0 else "unknown"
+    if commit != "unknown":
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit += "+dirty" if dirty else ""
+    return commit
+
+
+def provenance(paths: StudyPaths) -> dict[str, str]:
+    """Versions, commit and the study file's hash: saved beside every number."""
+    import timm
+    import torch
+
+    return {
+        "study_file": str(paths.study_file),
+        "study_sha256": hashlib.sha256(paths.study_file.read_bytes()).hexdigest()[:16],
+        "git_commit": _git_commit(Path(ablate.__file__).parent),
+        "ablate": ablate.__version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# One trial
+
+
+def _inactive(path: str, effective: Callable[[str], Any]) -> bool:
+    """A setting that cannot matter given what was already chosen is not sampled.
+
+    The constraint's weight and target when the constraint is off; every DueHeadNet-only
+    setting for a single-head model.
+    """
+    dual_only = path.startswith(("model.constraint.", "model.model1.", "model.head"))
+    if dual_only and effective("model.kind") == "single":
+        return True
+    return path.startswith("model.constraint.") and path != "model.constraint.on" and not effective("model.constraint.on")
+
+
+def _suggest(trial: optuna.Trial, cfg: StudyConfig) -> dict[str, Any]:
+    chosen: dict[str, Any] = {}
+
+    def effective(path: str) -> Any:
+        return chosen[path] if path in chosen else get_path(cfg.run, path)
+
+    # Switches first, so that what they switch off is never sampled.
+    order = sorted(cfg.search.space, key=lambda p: (p not in ("model.kind", "model.constraint.on"), p))
+    for path in order:
+        if _inactive(path, effective):
+            continue
+        dim = cfg.search.space[path]
+        if isinstance(dim, Choices):
+            chosen[path] = trial.suggest_categorical(path, dim.choices)
+        elif isinstance(get_path(cfg.run, path), int) and not isinstance(get_path(cfg.run, path), bool):
+            step = int(dim.step or 1)
+            chosen[path] = trial.suggest_int(path, int(dim.low), int(dim.high), step=step, log=dim.log)
+        else:
+            chosen[path] = trial.suggest_float(path, dim.low, dim.high, step=dim.step, log=dim.log)
+    return chosen
+
+
+def _run_trial(
+    trial: optuna.Trial,
+    run_cfg: RunConfig,
+    paths: StudyPaths,
+    events: Events,
+    study_label: str,
+    prune: bool,
+) -> float:
+    """Train one config inside an Optuna trial; store everything a user needs beside the number."""
+    import torch
+
+    trial.set_user_attr("config", run_cfg.model_dump(mode="json"))
+    trial.set_user_attr("config_hash", config_hash(run_cfg))
+    trial.set_user_attr("seed", run_cfg.train.seed)
+    trial.set_user_attr("arm_kind", run_cfg.model.arm)
+    trial.set_user_attr("versions", {"ablate": ablate.__version__, "torch": torch.__version__, "timm": _timm_version()})
+    events.trial_started(study_label, trial.number, dict(trial.params))
+
+    def on_epoch(stats: EpochStats) -> None:
+        events.epoch_done(study_label, trial.number, stats, run_cfg.train.epochs)
+        trial.report(stats.val_accuracy, stats.epoch)
+        if prune and trial.should_prune():
+            trial.set_user_attr("pruned_reason", f"median rule after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
+            raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
+
+    try:
+        result = train_run(run_cfg, base=paths.base, cache_dir=paths.checkpoints, on_epoch=on_epoch,
+                           log=events.message)
+    except KeyboardInterrupt:
+        trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+        raise
+    except TrainingError as exc:
+        trial.set_user_attr("fail_reason", str(exc))
+        raise
+    except torch.OutOfMemoryError as exc:
+        trial.set_user_attr("fail_reason", f"out of memory: {str(exc).splitlines()[0]}")
+        raise TrainingError(f"trial {trial.number}: out of memory") from None
+    except AblateError as exc:
+        trial.set_user_attr("fail_reason", str(exc))
+        raise
+    _record(trial, result)
+    _upload_curve(trial, result, paths)
+    return result.val_accuracy
+
+
+def _timm_version() -> str:
+    import timm
+
+    return timm.__version__
+
+
+def _record(trial: optuna.Trial, result: TrialResult) -> None:
+    trial.set_user_attr("val_accuracy", result.val_accuracy)
+    trial.set_user_attr("test_accuracy", result.test_accuracy)
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    trial.set_user_attr("head_similarity", result.head_similarity)
+    trial.set_user_attr("curves", result.curves_dict())
+    trial.set_user_attr("n_params", result.n_params)
+    trial.set_user_attr("n_trainable", result.n_trainable)
+    trial.set_user_attr("wall_time", round(result.wall_time, 3))
+    trial.set_user_attr("device", result.device)
+    trial.set_user_attr("images_per_second", round(result.images_per_second, 2))
+    if result.extras:
+        trial.set_user_attr("extras", result.extras)
+
+
+def _upload_curve(trial: optuna.Trial, result: TrialResult, paths: StudyPaths) -> None:
+    """The learning curve as a PNG artifact, shown by optuna-dashboard (--artifact-dir)."""
+    import tempfile
+
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    from ablate.figures import trial_curve
+
+    paths.artifacts.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = trial_curve(result.curves_dict(), Path(tmp) / f"trial-{trial.number}-curve.png",
+                          title=f"trial {trial.number}")
+        upload_artifact(artifact_store=FileSystemArtifactStore(paths.artifacts), file_path=str(png),
+                        study_or_trial=trial, mimetype="image/png")
+
+
+def _claim(study: optuna.Study, paths: StudyPaths, want: int, *, only_waiting: bool,
+           max_retry: int) -> optuna.Trial | None | bool:
+    """Under the study's lock: a trial to run, None to wait for others, False when all is done."""
+    with _claim_lock(study._storage, paths.storage, study.study_name):
+        requeue_dead_trials(study, paths.storage, max_retry)
+        trials = study.get_trials(deepcopy=False)
+        done = sum(t.state in FINISHED for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        if done >= want:
+            return False
+        if waiting == 0 and (only_waiting or done + running >= want):
+            return None if running else False
+        trial = study.ask()
+        study._storage.set_trial_system_attr(trial._trial_id, "ablate:worker", _worker_id())
+        return trial
+
+
+def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable[[optuna.Trial], float],
+          events: Events, *, only_waiting: bool, max_retry: int, max_trials: int | None = None,
+          label: str = "") -> int:
+    """Claim and run trials until the study holds ``want`` finished trials. Returns how many ran here."""
+    ran = 0
+    while max_trials is None or ran < max_trials:
+        claimed = _claim(study, paths, want, only_waiting=only_waiting, max_retry=max_retry)
+        if claimed is False:
+            break
+        if claimed is None:
+            time.sleep(POLL_SECONDS)
+            continue
+        trial = claimed
+        ran += 1
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        except (TrainingError,) as exc:
+            study.tell(trial, state=TrialState.FAIL)
+            events.message(f"trial {trial.number} failed: {exc}")
+            if _too_many_failures(study, want):
+                raise TrainingError(f"study {study.study_name}: {want} trials failed; stopping") from None
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        else:
+            study.tell(trial, value)
+        events.trial_finished(label or study.study_name, study._storage.get_trial(trial._trial_id))
+    return ran
+
+
+def _too_many_failures(study: optuna.Study, want: int) -> bool:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) >= max(want, 1) * 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases
+
+
+def run_search(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None,
+               max_trials: int | None = None) -> optuna.Study:
+    """Run search trials until ``search.n_trials`` of them have finished (complete or pruned).
+
+    Failed trials (NaN loss, out of memory) are recorded with their reason and do not count;
+    re-running a finished study runs nothing.
+    """
+    events = events or QuietEvents()
+    storage = open_storage(paths.storage)
+    study = search_study(cfg, storage)
+    study.set_user_attr("ablate:provenance", provenance(paths))
+
+    def objective(trial: optuna.Trial) -> float:
+        overrides = _suggest(trial, cfg)
+        run_cfg = with_overrides(cfg.run, overrides, f"trial {trial.number}")
+        return _run_trial(trial, run_cfg, paths, events, cfg.name, prune=True)
+
+    _work(study, paths, cfg.search.n_trials, objective, events, only_waiting=False,
+          max_retry=2, max_trials=max_trials, label="search")
+    return study
+
+
+def best_overrides(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
+    """The hyperparameters the repeats use: the best search trial's, or none (fixed values)."""
+    if cfg.repeats is None or cfg.repeats.params == "fixed" or cfg.search.n_trials == 0:
+        return {}
+    study = search_study(cfg, open_storage(paths.storage))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise ConfigError(
+            f"repeats.params: best: the search of {cfg.name!r} has no completed trial yet; "
+            f"run the search first or set repeats.params: fixed"
+        )
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    return dict(best.params)
+
+
+def repeat_cells(cfg: StudyConfig) -> list[dict[str, Any]]:
+    """Every (arm, dataset, seed) cell of the repeats, in a fixed order."""
+    assert cfg.repeats is not None
+    datasets = cfg.repeats.datasets or [cfg.dataset.name]
+    seeds = range(cfg.repeats.first_seed, cfg.repeats.first_seed + cfg.repeats.seeds)
+    return [{"arm": a, "dataset": d, "seed": s} for d in datasets for a in cfg.repeats.arms for s in seeds]
+
+
+def repeat_config(cfg: StudyConfig, base_overrides: dict[str, Any], cell: dict[str, Any]) -> RunConfig:
+    """The run of one cell: study settings, then the search's best values, then the arm's own
+    settings, then the cell's data set and seed. Arms override the search (an NFMCE arm stays
+    NFMCE even if the best trial had the constraint on)."""
+    assert cfg.repeats is not None
+    run = with_overrides(cfg.run, base_overrides, "best trial")
+    run = with_overrides(run, cfg.repeats.arms[cell["arm"]], f"repeats.arms.{cell['arm']}")
+    return with_overrides(run, {"dataset.name": cell["dataset"], "train.seed": cell["seed"]}, "repeat cell")
+
+
+def _cell_key(params: dict[str, Any]) -> tuple:
+    return params.get("arm"), params.get("dataset"), params.get("seed")
+
+
+def _enqueue_missing(study: optuna.Study, paths: StudyPaths, cells: list[dict[str, Any]], max_retry: int,
+                     base_overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """Enqueue each cell not yet COMPLETE, RUNNING or WAITING, unless it failed too often.
+
+    Returns the cells given up on (failed more than ``max_retry`` times)."""
+    with _claim_lock(study._storage, paths.storage, study.study_name):
+        requeue_dead_trials(study, paths.storage, max_retry)
+        trials = study.get_trials(deepcopy=False)
+        live = {_cell_key(t.params) for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
+        failures: dict[tuple, int] = {}
+        for t in trials:
+            if t.state in (TrialState.FAIL, TrialState.PRUNED):
+                failures[_cell_key(t.params)] = failures.get(_cell_key(t.params), 0) + 1
+        given_up = []
+        for cell in cells:
+            key = _cell_key(cell)
+            if key in live:
+                continue
+            if failures.get(key, 0) > max_retry:
+                given_up.append(cell)
+                continue
+            study.enqueue_trial(cell, user_attrs={"base_overrides": base_overrides})
+        return given_up
+
+
+def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None,
+                max_trials: int | None = None) -> list[dict[str, Any]]:
+    """Run every (arm, dataset, seed) cell exactly once as a trial of ``<name>:repeats``.
+
+    Returns the cells given up on after ``repeats.max_retries`` failures (the report names them).
+    """
+    if cfg.repeats is None:
+        return []
+    events = events or QuietEvents()
+    overrides = best_overrides(cfg, paths)
+    study = repeats_study(cfg, open_storage(paths.storage, max_retry=cfg.repeats.max_retries))
+    study.set_user_attr("ablate:provenance", provenance(paths))
+    cells = repeat_cells(cfg)
+    arms = list(cfg.repeats.arms)
+    datasets = sorted({c["dataset"] for c in cells})
+    seeds = sorted({c["seed"] for c in cells})
+
+    def objective(trial: optuna.Trial) -> float:
+        cell = {
+            "arm": trial.suggest_categorical("arm", arms),
+            "dataset": trial.suggest_categorical("dataset", datasets),
+            "seed": trial.suggest_categorical("seed", seeds),
+        }
+        run_cfg = repeat_config(cfg, overrides, cell)
+        trial.set_user_attr("arm", cell["arm"])
+        return _run_trial(trial, run_cfg, paths, events, f"{cfg.name}:repeats", prune=False)
+
+    while True:
+        given_up = _enqueue_missing(study, paths, cells, cfg.repeats.max_retries, overrides)
+        ran = _work(study, paths, len(cells) - len(given_up), objective, events, only_waiting=True,
+                    max_retry=cfg.repeats.max_retries, max_trials=max_trials, label="repeats")
+        if max_trials is not None or ran == 0:
+            break  # a pass that ran nothing found no failed cell left to retry
+    return _enqueue_missing(study, paths, cells, cfg.repeats.max_retries, overrides) if max_trials is None else given_up
+
+
+def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
+    """The repeats as tables for the report: results, curves, head similarity, provenance, gaps."""
+    import pandas as pd
+
+    assert cfg.repeats is not None
+    study = repeats_study(cfg, open_storage(paths.storage))
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    rows, curves, sims, numbers, wall = [], [], [], [], 0.0
+    seen = set()
+    for t in sorted(trials, key=lambda t: t.number):
+        key = _cell_key(t.params)
+        if key in seen:  # cannot happen through ablate; never count a cell twice
+            continue
+        seen.add(key)
+        arm, dataset, seed = key
+        rows.append({"dataset": dataset, "arm": arm, "seed": seed, "accuracy": t.user_attrs["test_accuracy"]})
+        for e in t.user_attrs.get("curves", []):
+            curves.append({"dataset": dataset, "arm": arm, "seed": seed, "epoch": e["epoch"],
+                           "val_accuracy": e["val_accuracy"]})
+        if t.user_attrs.get("head_similarity") is not None:
+            sims.append({"dataset": dataset, "arm": arm, "seed": seed, "head_similarity": t.user_attrs["head_similarity"]})
+        numbers.append(t.number)
+        wall += t.user_attrs.get("wall_time", 0.0)
+    missing = [c for c in repeat_cells(cfg) if _cell_key(c) not in seen]
+    devices = sorted({t.user_attrs.get("device", "?") for t in trials})
+    prov = dict(study.user_attrs.get("ablate:provenance", {}))
+    prov.update({
+        "storage": redact(paths.storage),
+        "repeats study": study.study_name,
+        "device": ", ".join(devices),
+        "seeds": ", ".join(str(s) for s in sorted({r["seed"] for r in rows})),
+        "trial numbers": f"{min(numbers)}-{max(numbers)} ({len(numbers)} trials)" if numbers else "none",
+        "training wall time": f"{wall / 60:.1f} min",
+        "hyperparameters": json.dumps(best_overrides(cfg, paths), sort_keys=True) or "{}",
+    })
+    return {
+        "results": pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"]),
+        "curves": pd.DataFrame(curves, columns=["dataset", "arm", "seed", "epoch", "val_accuracy"]),
+        "similarity": pd.DataFrame(sims, columns=["dataset", "arm", "seed", "head_similarity"]),
+        "provenance": prov,
+        "missing": missing,
+        "study": study,
+    }

@@ -1,0 +1,113 @@
+"""Every user-facing error path: one line on stderr, exit code 2, no traceback, nothing created."""
+
+from __future__ import annotations
+
+import pytest
+from optuna.trial import TrialState
+
+from ablate.cli import main
+from ablate.config import load_study
+from ablate.study import resolve_paths, search_study, open_storage
+from tests.conftest import tiny_study_text
+
+
+def _fails_cleanly(capsys, argv, folder, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ablate: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+    assert not (folder / "runs").exists(), "nothing may be created for a bad study"
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("name: x\ntrain: {lr: -1}\n", ["train.lr", "greater than 0"]),
+        ("name: x\ntrain: {epoch: 3}\n", ["unknown key 'train.epoch'", "did you mean 'epochs'"]),
+        ("name: x\ntrain: {batch_size: big}\n", ["train.batch_size", "valid integer"]),
+        ("name: x\ndataset: {val_fraction: 0.5, test_fraction: 0.5}\n", ["leave at least 10% for training"]),
+        ("name: x\nsearch: {space: {train.lr: {low: 0.1, high: 0.01}}}\n", ["low must be <= high"]),
+        ("name: x\ntrain: {lr: [1, 2}\n", ["line 2", "invalid YAML"]),
+        ("name: !!python/object/apply:os.system [touch pwned]\n", ["invalid YAML"]),
+        ("name: x\nmodel: {backbone: seresnet19}\n", ["unknown backbone 'seresnet19'", "seresnet18"]),
+        ("name: x\nsearch: {space: {model.backbone: {choices: [seresnet18, resnet9000]}}}\n", ["'resnet9000'"]),
+        ("name: x\ndataset: {name: mnist}\n", ["unknown data set 'mnist'", "digits"]),
+        ("name: x\ndataset: {name: cifar10, root: /nonexistent/cifar}\n", ["/nonexistent/cifar", "dataset.download: true"]),
+        ("name: x\nrepeats: {datasets: [digits, flowers102]}\ndataset: {root: missing}\n", ["'flowers102'", "missing"]),
+    ],
+)
+def test_bad_study_file(capsys, write_study, text, needles):
+    path = write_study(text)
+    _fails_cleanly(capsys, ["run", str(path)], path.parent, *needles)
+    assert not (path.parent / "pwned").exists()
+
+
+def test_missing_study_file(capsys, tmp_path):
+    _fails_cleanly(capsys, ["run", str(tmp_path / "nope.yaml")], tmp_path, "cannot read study file")
+
+
+def test_sqlite_refuses_several_workers(capsys, write_study):
+    path = write_study(tiny_study_text())
+    _fails_cleanly(capsys, ["run", str(path), "--workers", "2"], path.parent, "SQLite cannot serve 2 parallel workers", "journal")
+
+
+def test_unreachable_postgres_hides_the_password(capsys, write_study):
+    path = write_study(tiny_study_text(extra="storage: postgresql://alice:s3cret@127.0.0.1:1/none\n"))
+    code = main(["run", str(path), "--phase", "search"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot open" in err and "s3cret" not in err and "alice:***@" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_check_validates_without_running(capsys, write_study):
+    path = write_study(tiny_study_text())
+    assert main(["check", str(path)]) == 0
+    assert "ok" in capsys.readouterr().out
+    assert not (path.parent / "runs").exists()
+
+
+def test_ctrl_c_marks_the_trial_failed_and_the_next_run_continues(capsys, write_study, monkeypatch):
+    import ablate.study as study_module
+
+    path = write_study(tiny_study_text(name="interrupt", n_trials=2))
+    real = study_module.train_run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_module, "train_run", interrupted)
+    assert main(["run", str(path), "--quiet"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    monkeypatch.setattr(study_module, "train_run", real)
+    assert main(["run", str(path), "--quiet"]) == 0
+    cfg = load_study(path)
+    trials = search_study(cfg, open_storage(resolve_paths(cfg, path).storage)).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(capsys, write_study, monkeypatch):
+    import ablate.study as study_module
+    from ablate.errors import TrainingError
+
+    path = write_study(tiny_study_text(name="nan", n_trials=2))
+    real = study_module.train_run
+    calls = []
+
+    def nan_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TrainingError("loss became nan in epoch 1 (lr 0.01): training diverged")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "train_run", nan_once)
+    assert main(["run", str(path), "--quiet"]) == 0
+    cfg = load_study(path)
+    trials = search_study(cfg, open_storage(resolve_paths(cfg, path).storage)).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "loss became nan" in trials[0].user_attrs["fail_reason"]
