@@ -103,6 +103,10 @@ class Model1Config(_Frozen):
     init: Literal["stage1", "imagenet", "random"] = "stage1"
     freeze: bool = True
     weights: str | None = None  # a local checkpoint file for init: imagenet
+    # Stage-1 recipe for init: stage1; None means the run's own train.lr / train.epochs.
+    # Fixing them lets every trial of a search share one stage-1 run per seed and backbone.
+    lr: float | None = Field(None, gt=0.0)
+    epochs: int | None = Field(None, ge=1)
 
 
 class ConstraintConfig(_Frozen):

@@ -12,20 +12,21 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.config import ModelConfig, RunConfig, config_hash
+from ablate.config import ConstraintConfig, ModelConfig, RunConfig, config_hash
 from ablate.data import DeviceImages, ImageTensors, Splits, load_images, split_indices
 from ablate.errors import ConfigError, TrainingError
 from ablate.models import build_model, count_parameters, fmce_penalty, head_similarity
 from ablate.records import EpochStats, TrialResult
 from ablate.seeding import seed_everything
 
-__all__ = ["resolve_device", "train_run", "stage1_config", "stage1_path", "evaluate", "available_cores"]
+__all__ = ["resolve_device", "train_run", "train_epoch", "EpochSums", "stage1_config", "stage1_path", "evaluate", "available_cores"]
 
 EpochCallback = Callable[[EpochStats], None]
 Log = Callable[[str], None]
@@ -51,13 +52,17 @@ def resolve_device(name: str) -> torch.device:
 def stage1_config(cfg: RunConfig) -> RunConfig:
     """The single-head run whose best checkpoint serves as DueHeadNet's model1 (init: stage1).
 
-    Only what changes the weights is kept: the same data, recipe, seed and backbone; the
+    Only what changes the weights is kept: the same data, seed and backbone, the run's recipe
+    unless ``model.model1.lr`` / ``epochs`` fix a stage-1 recipe of its own; the
     DueHeadNet-only settings are reset so FMCE and NFMCE of one seed share one stage-1 run.
     """
+    m1 = cfg.model.model1
+    recipe = {"device": "auto", "threads": None, "compile": False,
+              "lr": m1.lr or cfg.train.lr, "epochs": m1.epochs or cfg.train.epochs}
     return cfg.model_copy(
         update={
             "model": ModelConfig(kind="single", backbone=cfg.model.backbone),
-            "train": cfg.train.model_copy(update={"device": "auto", "threads": None, "compile": False}),
+            "train": cfg.train.model_copy(update=recipe),
         }
     )
 
@@ -127,7 +132,8 @@ def _stage1_weights(cfg: RunConfig, base: Path, cache_dir: Path | None, log: Log
         return torch.load(path, weights_only=True, map_location="cpu"), {"checkpoint": str(path), "reused": True}
     if log:
         log(f"stage 1: training single-head {single.model.backbone} (seed {single.train.seed}) as model1")
-    single = single.model_copy(update={"train": cfg.train})  # same device and threads as the run
+    same_hardware = {k: getattr(cfg.train, k) for k in ("device", "threads", "compile")}
+    single = single.model_copy(update={"train": single.train.model_copy(update=same_hardware)})
     train_run(single, base=base, cache_dir=cache_dir)
     return torch.load(path, weights_only=True, map_location="cpu"), {"checkpoint": str(path), "reused": False}
 
@@ -163,30 +169,11 @@ def _fit(cfg: RunConfig, model: nn.Module, images: ImageTensors, splits: Splits,
     seen, train_seconds = 0, 0.0
     for epoch in range(1, cfg.train.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        pen_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        n = 0
-        for x, y in train.batches(cfg.train.batch_size, generator=generator, augment=cfg.dataset.augment, drop_last=True):
-            if on_cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                logits, map1, map2 = step_model(x)
-                loss = F.cross_entropy(logits, y)
-                if constraint is not None:
-                    penalty = fmce_penalty(map2, map1, constraint.target)
-                    loss = loss + constraint.weight * penalty
-                    pen_sum += penalty.detach() * len(y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            n += len(y)
+        sums = train_epoch(step_model, opt, train, cfg, generator, constraint, autocast)
+        n = sums.images
         lr = opt.param_groups[0]["lr"]
         sched.step()
-        train_loss = loss_sum.item() / max(n, 1)  # one device sync per epoch
+        train_loss = sums.loss.item() / max(n, 1)  # one device sync per epoch
         if not math.isfinite(train_loss):
             raise TrainingError(f"loss became {train_loss} in epoch {epoch} (lr {lr:.3g}): training diverged")
         seen += n
@@ -195,9 +182,9 @@ def _fit(cfg: RunConfig, model: nn.Module, images: ImageTensors, splits: Splits,
         stats = EpochStats(
             epoch=epoch,
             train_loss=train_loss,
-            train_accuracy=correct.item() / max(n, 1),
+            train_accuracy=sums.correct.item() / max(n, 1),
             val_accuracy=val_acc,
-            penalty=(pen_sum.item() / max(n, 1)) if constraint is not None else None,
+            penalty=(sums.penalty.item() / max(n, 1)) if constraint is not None else None,
             lr=lr,
             seconds=time.perf_counter() - t0,
         )
@@ -222,6 +209,47 @@ def _fit(cfg: RunConfig, model: nn.Module, images: ImageTensors, splits: Splits,
         "images_per_second": seen / train_seconds if train_seconds > 0 else float("nan"),
         "best_state_backbone": backbone_state,
     }
+
+
+@dataclass
+class EpochSums:
+    """Sums over one epoch, kept on the device until the epoch ends (one sync, not one a step)."""
+
+    loss: torch.Tensor
+    penalty: torch.Tensor
+    correct: torch.Tensor
+    images: int
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: DeviceImages, cfg: RunConfig,
+                generator: torch.Generator, constraint: ConstraintConfig | None,
+                autocast: Callable = contextlib.nullcontext) -> EpochSums:
+    """One pass over ``data``: cut, augment, forward, CE (+ weight * FMCE penalty), step.
+
+    This is the loop every trial runs, and the one ``ablate bench`` times against a bare loop.
+    """
+    device = data.device
+    on_cuda = device.type == "cuda"
+    model.train()
+    sums = EpochSums(torch.zeros((), device=device), torch.zeros((), device=device),
+                     torch.zeros((), device=device, dtype=torch.int64), 0)
+    for x, y in data.batches(cfg.train.batch_size, generator=generator, augment=cfg.dataset.augment, drop_last=True):
+        if on_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            logits, map1, map2 = model(x)
+            loss = F.cross_entropy(logits, y)
+            if constraint is not None:
+                penalty = fmce_penalty(map2, map1, constraint.target)
+                loss = loss + constraint.weight * penalty
+                sums.penalty += penalty.detach() * len(y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums.loss += loss.detach() * len(y)
+        sums.correct += (logits.argmax(1) == y).sum()
+        sums.images += len(y)
+    return sums
 
 
 def evaluate(model: nn.Module, data: DeviceImages, batch_size: int,

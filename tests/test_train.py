@@ -75,3 +75,13 @@ def test_callback_exception_stops_the_run(run_cfg, tmp_path):
 
     with pytest.raises(Stop):
         train_run(with_overrides(run_cfg, {"model.kind": "single"}), base=tmp_path, on_epoch=stop)
+
+
+def test_a_fixed_stage1_recipe_is_shared_across_learning_rates(run_cfg, tmp_path):
+    cfg = with_overrides(run_cfg, {"model.model1.init": "stage1", "model.model1.lr": 4e-4})
+    a = stage1_path(with_overrides(cfg, {"train.lr": 1e-3}), tmp_path)
+    b = stage1_path(with_overrides(cfg, {"train.lr": 1e-4}), tmp_path)
+    assert a == b
+    assert stage1_config(with_overrides(cfg, {"train.lr": 1e-3})).train.lr == 4e-4
+    free = with_overrides(run_cfg, {"model.model1.init": "stage1"})
+    assert stage1_path(with_overrides(free, {"train.lr": 1e-3}), tmp_path) != stage1_path(free, tmp_path)

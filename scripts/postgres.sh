@@ -1,0 +1,38 @@
+# A throw-away PostgreSQL server on 127.0.0.1 for the tests (sourced by scripts/test.sh).
+# Installs Debian's postgresql package when no server is on the machine. Exports
+# ABLATE_TEST_POSTGRES, the URL the tests use.
+
+_pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+start_postgres() {
+    local bin
+    bin=$(_pg_bin)
+    if [ -z "$bin" ]; then
+        echo "installing PostgreSQL (Debian package postgresql)..."
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        bin=$(_pg_bin)
+    fi
+    PG_DIR=$(mktemp -d /tmp/ablate-pg.XXXXXX)
+    PG_PORT=${ABLATE_PG_PORT:-55432}
+    local as=()
+    if [ "$(id -u)" = 0 ]; then  # the server refuses to run as root
+        chown postgres "$PG_DIR"
+        as=(runuser -u postgres --)
+    fi
+    (cd /tmp && "${as[@]}" "$bin/initdb" -D "$PG_DIR/data" -A trust -U ablate >/dev/null)
+    (cd /tmp && "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null)
+    "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U ablate ablate_test
+    export ABLATE_TEST_POSTGRES="postgresql://ablate@127.0.0.1:$PG_PORT/ablate_test"
+    echo "PostgreSQL for the tests: $ABLATE_TEST_POSTGRES"
+}
+
+stop_postgres() {
+    local bin
+    bin=$(_pg_bin)
+    [ -n "${PG_DIR:-}" ] || return 0
+    local as=()
+    [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+    (cd /tmp && "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1) || true
+    rm -rf "$PG_DIR"
+}
