@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 import ablate
@@ -57,8 +58,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Heartbeat retries and artifacts are marked experimental; they are exactly what we rely on.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats (RDB storages)
-GRACE_PERIOD = 30  # a trial with no heartbeat for this long is stale
+# Seconds between a running trial's heartbeats (RDB storages), and how long without one makes
+# a trial stale. ABLATE_HEARTBEAT_INTERVAL / ABLATE_GRACE_PERIOD override them (the kill tests
+# use 1 and 4 s); a grace period must outlast the longest pause of a live worker.
+HEARTBEAT_INTERVAL = int(os.environ.get("ABLATE_HEARTBEAT_INTERVAL", 10))
+GRACE_PERIOD = int(os.environ.get("ABLATE_GRACE_PERIOD", 30))
 POLL_SECONDS = 2.0  # how often an idle worker looks for work while others still run trials
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -69,7 +73,7 @@ class StudyPaths:
     base: Path  # the study file's folder: relative paths are resolved against it
     storage: str  # a URL, secrets included: never print it, print redact(storage)
     run_dir: Path  # runs/<name>: checkpoints, artifacts
-    report_dir: Path  # reports/<name>
+    report_dir: Path  # reports/<name> under the working directory
 
     @property
     def checkpoints(self) -> Path:
@@ -118,7 +122,9 @@ def resolve_paths(cfg: StudyConfig, study_file: Path) -> StudyPaths:
             storage = f"sqlite:///{base / rel}"
     elif storage.startswith("journal:///") and not storage.startswith("journal:////"):
         storage = f"journal:///{base / storage[len('journal:///'):]}"
-    return StudyPaths(study_file, base, storage, base / "runs" / cfg.name, base / "reports" / cfg.name)
+    # Runs (storage, checkpoints, artifacts) live beside the study file; the report, like any
+    # command's output, goes under reports/ of the folder the command runs in.
+    return StudyPaths(study_file, base, storage, base / "runs" / cfg.name, Path.cwd() / "reports" / cfg.name)
 
 
 def redact(url: str) -> str:
@@ -516,7 +522,10 @@ def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable
         trial = claimed
         ran += 1
         try:
-            value = objective(trial)
+            # Optuna's optimize() beats the heart of its trials the same way; we ask() ourselves
+            # (to count and claim under a lock), so we start the beat ourselves.
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                value = objective(trial)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
         except (TrainingError,) as exc:
@@ -579,11 +588,17 @@ def best_overrides(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
 
 
 def repeat_cells(cfg: StudyConfig) -> list[dict[str, Any]]:
-    """Every (arm, dataset, seed) cell of the repeats, in a fixed order."""
+    """Every (arm, dataset, seed) cell of the repeats, in the order they are run.
+
+    Seed by seed, so an interrupted run leaves complete pairs; single-head arms first within a
+    seed, so that their checkpoint can serve as model1 (init: stage1) of the DueHeadNet arms
+    of the same seed: one training instead of two.
+    """
     assert cfg.repeats is not None
     datasets = cfg.repeats.datasets or [cfg.dataset.name]
     seeds = range(cfg.repeats.first_seed, cfg.repeats.first_seed + cfg.repeats.seeds)
-    return [{"arm": a, "dataset": d, "seed": s} for d in datasets for a in cfg.repeats.arms for s in seeds]
+    arms = sorted(cfg.repeats.arms, key=lambda a: with_overrides(cfg.run, cfg.repeats.arms[a]).model.kind != "single")
+    return [{"arm": a, "dataset": d, "seed": s} for d in datasets for s in seeds for a in arms]
 
 
 def repeat_config(cfg: StudyConfig, base_overrides: dict[str, Any], cell: dict[str, Any]) -> RunConfig:
@@ -596,8 +611,12 @@ def repeat_config(cfg: StudyConfig, base_overrides: dict[str, Any], cell: dict[s
     return with_overrides(run, {"dataset.name": cell["dataset"], "train.seed": cell["seed"]}, "repeat cell")
 
 
-def _cell_key(params: dict[str, Any]) -> tuple:
-    return params.get("arm"), params.get("dataset"), params.get("seed")
+def _cell_key(cell: dict[str, Any] | FrozenTrial) -> tuple:
+    """(arm, dataset, seed) of a cell, or of a trial: a WAITING trial (or a RUNNING one before
+    its first suggest) holds its cell in the 'fixed_params' system attribute, not in params."""
+    if isinstance(cell, FrozenTrial):
+        cell = cell.params or cell.system_attrs.get("fixed_params", {})
+    return cell.get("arm"), cell.get("dataset"), cell.get("seed")
 
 
 def _enqueue_missing(study: optuna.Study, paths: StudyPaths, cells: list[dict[str, Any]], max_retry: int,
@@ -608,11 +627,11 @@ def _enqueue_missing(study: optuna.Study, paths: StudyPaths, cells: list[dict[st
     with _claim_lock(study._storage, paths.storage, study.study_name):
         requeue_dead_trials(study, paths.storage, max_retry)
         trials = study.get_trials(deepcopy=False)
-        live = {_cell_key(t.params) for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
+        live = {_cell_key(t) for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
         failures: dict[tuple, int] = {}
         for t in trials:
             if t.state in (TrialState.FAIL, TrialState.PRUNED):
-                failures[_cell_key(t.params)] = failures.get(_cell_key(t.params), 0) + 1
+                failures[_cell_key(t)] = failures.get(_cell_key(t), 0) + 1
         given_up = []
         for cell in cells:
             key = _cell_key(cell)
@@ -671,7 +690,7 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
     rows, curves, sims, numbers, wall = [], [], [], [], 0.0
     seen = set()
     for t in sorted(trials, key=lambda t: t.number):
-        key = _cell_key(t.params)
+        key = _cell_key(t)
         if key in seen:  # cannot happen through ablate; never count a cell twice
             continue
         seen.add(key)

@@ -36,6 +36,12 @@ def _offline_and_small(tmp_path_factory):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """Reports go under ./reports: keep every test's output out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def write_study(tmp_path: Path):
     def write(text: str, name: str = "study.yaml") -> Path:

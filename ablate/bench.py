@@ -1,0 +1,721 @@
+"""``ablate bench``: how fast ablate trains, against the ceiling of a bare PyTorch loop.
+
+Everything is measured in one run, on one machine, for one backbone, image size and batch:
+
+- images per second of training steps for three models: single-head, DueHeadNet with model1
+  frozen, and DueHeadNet with both heads trained (model1 random, not frozen, FMCE on);
+- each under ablate's own loop (:func:`ablate.train.train_epoch`: cut, augment, normalise,
+  forward, CE (+ FMCE penalty), backward, AdamW step, the epoch's sums) and under a bare loop
+  (one pre-made normalised float batch: forward, CE (+ the same penalty), backward, AdamW
+  step), on the same module and the same optimizer;
+- the share of ablate's single-head step spent producing the batch (cut, augment, normalise),
+  timed on its own;
+- Optuna's own cost per trial on SQLite (ask with TPE over 4 parameters, a report and a
+  median-pruner check per epoch, the user attributes a trial records, tell), in a study that
+  already holds 100 (and, if asked, 1,000) finished trials.
+
+Procedure: every measurement is a block of ``block_steps`` steps. After untimed warm-up blocks,
+each round runs one block of every measurement, in an order reversed every other round, and
+each figure is the median over rounds of the per-block rate. Noise on a shared machine (a
+second job, clocks that drift) then falls on ablate's loop and the bare loop alike. Every
+ratio is a ratio of two printed medians, so it can be checked from the printed throughputs.
+On CUDA the device is synchronised around every timed block.
+
+Speed is measured here and printed, never asserted by a test (STYLE.md, practice 10).
+
+Imports of torch, timm and Optuna live inside the functions: ``ablate``'s command line builds
+its parser, :func:`add_arguments` included, for every command, and ``import torch`` alone
+takes 2.4 s on the 2-core development machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ablate.errors import AblateError, ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+    import torch
+    from rich.table import Table
+
+    from ablate.config import ConstraintConfig, StudyConfig
+    from ablate.data import DeviceImages
+
+__all__ = [
+    "MODELS",
+    "TARGETS",
+    "BenchOptions",
+    "LoopRates",
+    "OptunaCost",
+    "BenchResult",
+    "add_arguments",
+    "options_from_args",
+    "run_bench",
+    "optuna_trial_cost",
+    "bench_json",
+    "bench_table",
+    "main",
+]
+
+# name -> (label, ModelConfig fields besides the backbone)
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "single": ("single-head", {"kind": "single"}),
+    "dual_frozen": ("DueHeadNet, model1 frozen", {"kind": "dual", "model1": {"init": "random", "freeze": True}}),
+    "dual_trained": ("DueHeadNet, both heads trained", {"kind": "dual", "model1": {"init": "random", "freeze": False}}),
+}
+
+# The figures the issue judges ablate by: (comparison, bound). The DueHeadNet bounds follow from
+# a backward pass costing about twice its forward pass: a frozen model1 adds one forward to a
+# step of three (4/3), a trained one doubles it; what is left is the penalty and the summed map.
+TARGETS: dict[str, tuple[str, float]] = {
+    "loop_over_bare": (">=", 0.95),
+    "data_wait_fraction": ("<=", 0.05),
+    "dual_frozen_over_single": ("<=", 1.40),
+    "dual_trained_over_single": ("<=", 2.05),
+}
+
+# Defaults by device type. On the 2-core CPU a seresnet18 step at 32 px, batch 64, takes about
+# 0.3-0.9 s (70-230 img/s); 1 warm-up and 4 timed blocks of 2 steps for 3 models x 2 loops is
+# 60 steps, 30-100 s, which keeps the whole bench under 2 minutes.
+DEFAULT_STEPS = {"cpu": 8, "cuda": 200}
+DEFAULT_BLOCK_STEPS = {"cpu": 2, "cuda": 20}
+DEFAULT_WARMUP = {"cpu": 1, "cuda": 20}  # steps, run as whole blocks; CUDA: cudnn.benchmark tunes here
+
+# Optuna: the workload of one trial as ablate runs it (ablate.study._run_trial and _record).
+OPTUNA_SIZES = (100,)
+OPTUNA_EPOCHS = 30  # report + should_prune once per epoch; train.epochs' default
+OPTUNA_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to measure. ``None`` steps, block steps and warm-up mean the device's default."""
+
+    backbone: str = "seresnet18"
+    image_size: int = 32
+    batch_size: int = 64
+    steps: int | None = None  # timed steps per measurement, rounded up to whole blocks
+    block_steps: int | None = None
+    warmup: int | None = None  # untimed steps per measurement, rounded up to whole blocks
+    device: str = "auto"
+    compile: bool = False
+    optuna_trials: int = 5  # timed trials per study size
+    optuna_sizes: tuple[int, ...] = OPTUNA_SIZES
+    skip_optuna: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoopRates:
+    """Median images per second of one model under ablate's loop and under the bare loop."""
+
+    ours: float
+    bare: float
+
+    @property
+    def ours_over_bare(self) -> float:
+        return self.ours / self.bare
+
+
+@dataclass(frozen=True)
+class OptunaCost:
+    """Median seconds of one trial's Optuna calls, in a study that held ``trials_before`` trials."""
+
+    trials_before: int
+    seconds_per_trial: float
+    ask: float  # ask and 4 suggestions (TPE samples here)
+    report: float  # one report + should_prune per epoch, all epochs
+    user_attrs: float
+    tell: float
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    options: BenchOptions  # resolved: no None left
+    environment: dict[str, Any]
+    rates: dict[str, LoopRates]  # by MODELS name
+    data_images_per_second: float  # batches produced (cut, augment, normalise) per second, x batch
+    compiled: dict[str, LoopRates] | None = None
+    optuna: tuple[OptunaCost, ...] = field(default_factory=tuple)
+
+    def summary(self, rates: dict[str, LoopRates] | None = None) -> dict[str, float]:
+        """The judged ratios; step-time ratios of DueHeadNet to single-head use ablate's loop."""
+        rates = self.rates if rates is None else rates
+        single = rates["single"].ours
+        return {
+            "loop_over_bare": rates["single"].ours_over_bare,
+            "dual_frozen_over_single": single / rates["dual_frozen"].ours,
+            "dual_trained_over_single": single / rates["dual_trained"].ours,
+        }
+
+    @property
+    def data_wait_fraction(self) -> float:
+        """Batch production time per step over ablate's single-head step time."""
+        return self.rates["single"].ours / self.data_images_per_second
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``ablate bench`` (and ``python -m ablate.bench``)."""
+    d = BenchOptions()
+    parser.add_argument("--backbone", default=d.backbone, help=f"timm model name (default {d.backbone})")
+    parser.add_argument("--image-size", type=int, default=d.image_size, help=f"pixels (default {d.image_size})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"(default {d.batch_size})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"timed steps per measurement (default {DEFAULT_STEPS['cpu']} on the CPU, "
+                             f"{DEFAULT_STEPS['cuda']} on CUDA)")
+    parser.add_argument("--block-steps", type=int, default=None,
+                        help=f"steps per timed block; blocks of all measurements alternate (default "
+                             f"{DEFAULT_BLOCK_STEPS['cpu']} on the CPU, {DEFAULT_BLOCK_STEPS['cuda']} on CUDA)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help=f"untimed steps per measurement first (default {DEFAULT_WARMUP['cpu']} on the CPU, "
+                             f"{DEFAULT_WARMUP['cuda']} on CUDA)")
+    parser.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd models (slow to start)")
+    parser.add_argument("--optuna-trials", type=int, default=d.optuna_trials,
+                        help=f"timed Optuna trials per study size (default {d.optuna_trials})")
+    parser.add_argument("--optuna-sizes", type=int, nargs="+", default=list(d.optuna_sizes), metavar="N",
+                        help="trials already in the study when a trial is timed (default 100; "
+                             "'100 1000' shows the growth; the filled study is cached)")
+    parser.add_argument("--skip-optuna", action="store_true", help="do not measure Optuna's overhead")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> BenchOptions:
+    """BenchOptions from parsed flags; flags a caller's parser lacks take their defaults.
+
+    Raises:
+        ConfigError: a size or count below its minimum.
+    """
+    d = BenchOptions()
+    opts = BenchOptions(
+        backbone=getattr(args, "backbone", d.backbone),
+        image_size=getattr(args, "image_size", d.image_size),
+        batch_size=getattr(args, "batch_size", d.batch_size),
+        steps=getattr(args, "steps", None),
+        block_steps=getattr(args, "block_steps", None),
+        warmup=getattr(args, "warmup", None),
+        device=getattr(args, "device", d.device),
+        compile=bool(getattr(args, "compile", False)),
+        optuna_trials=getattr(args, "optuna_trials", d.optuna_trials),
+        optuna_sizes=tuple(getattr(args, "optuna_sizes", d.optuna_sizes)),
+        skip_optuna=bool(getattr(args, "skip_optuna", False)),
+    )
+    minimum = {"--image-size": (opts.image_size, 8), "--batch-size": (opts.batch_size, 2),
+               "--steps": (opts.steps, 1), "--block-steps": (opts.block_steps, 1), "--warmup": (opts.warmup, 0),
+               "--optuna-trials": (opts.optuna_trials, 1)}
+    minimum.update({"--optuna-sizes": (n, 0) for n in opts.optuna_sizes})
+    for flag, (value, low) in minimum.items():
+        if value is not None and value < low:
+            raise ConfigError(f"{flag}: expected {low} or more (got {value})")
+    return opts
+
+
+def _resolved(opts: BenchOptions, device_type: str) -> BenchOptions:
+    """Defaults filled in for the device; steps and warm-up rounded up to whole blocks."""
+    kind = "cuda" if device_type == "cuda" else "cpu"
+    steps = opts.steps or DEFAULT_STEPS[kind]
+    block = min(opts.block_steps or DEFAULT_BLOCK_STEPS[kind], steps)
+    warmup = DEFAULT_WARMUP[kind] if opts.warmup is None else opts.warmup
+    return replace(opts, steps=math.ceil(steps / block) * block, block_steps=block,
+                   warmup=math.ceil(warmup / block) * block)
+
+
+# ---------------------------------------------------------------------------------------------
+# Throughput
+
+
+def run_bench(opts: BenchOptions, log: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure everything ``opts`` asks for; see the module docstring for the procedure.
+
+    Raises:
+        ConfigError: CUDA asked for but absent.
+        ModelError: unknown backbone.
+    """
+    import torch
+
+    from ablate.models import check_backbone
+    from ablate.train import available_cores, resolve_device
+
+    device = resolve_device(opts.device)
+    check_backbone(opts.backbone)
+    opts = _resolved(opts, device.type)
+    _set_threads(available_cores())
+    log = log or (lambda text: None)
+    rounds = opts.steps // opts.block_steps
+    log(f"bench: {opts.backbone}, {opts.image_size} px, batch {opts.batch_size}, {device}: "
+        f"{rounds} rounds of {opts.block_steps} steps after {opts.warmup} warm-up steps, 3 models x 2 loops")
+
+    rates, data_ips = _measure_loops(opts, device, compiled=False)
+    compiled = None
+    if opts.compile:
+        log("bench: torch.compile'd models")
+        compiled, _ = _measure_loops(opts, device, compiled=True)
+    costs: tuple[OptunaCost, ...] = ()
+    if not opts.skip_optuna:
+        log(f"bench: Optuna overhead at {', '.join(map(str, opts.optuna_sizes))} trials")
+        with tempfile.TemporaryDirectory(prefix="ablate-bench-") as tmp:
+            costs = tuple(optuna_trial_cost(n, opts.optuna_trials, Path(tmp), seed=opts.seed)
+                          for n in opts.optuna_sizes)
+    return BenchResult(opts, _environment(device), rates, data_ips, compiled, costs)
+
+
+def _set_threads(cores: int) -> None:
+    """All the cores this process may use, unless the user fixed a thread count.
+
+    One training per machine is what the bench measures; ``ABLATE_THREADS`` or
+    ``OMP_NUM_THREADS`` (as ``ablate run`` workers set) take precedence.
+    """
+    import torch
+
+    threads = int(os.environ.get("ABLATE_THREADS", 0))
+    if threads:
+        torch.set_num_threads(threads)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(cores)
+
+
+@dataclass
+class _Subject:
+    """One model under test, with the optimizer both loops step."""
+
+    name: str
+    model: torch.nn.Module
+    step_model: torch.nn.Module  # the model itself, or torch.compile of it
+    opt: torch.optim.Optimizer
+    constraint: ConstraintConfig | None
+
+
+def _measure_loops(opts: BenchOptions, device: torch.device, *, compiled: bool) -> tuple[dict[str, LoopRates], float]:
+    """({model name: LoopRates}, images per second of batch production), all blocks interleaved."""
+    import contextlib
+
+    import torch
+
+    from ablate.config import ConstraintConfig, DatasetConfig, ModelConfig, RunConfig, TrainConfig
+    from ablate.data import DeviceImages
+    from ablate.models import build_model
+
+    on_cuda = device.type == "cuda"
+    if on_cuda:  # as ablate.train._fit does
+        torch.backends.cudnn.benchmark = True
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else contextlib.nullcontext
+    b, s = opts.batch_size, opts.image_size
+    cfg = RunConfig(dataset=DatasetConfig(image_size=s), train=TrainConfig(batch_size=b))
+    gen = torch.Generator().manual_seed(opts.seed)
+    images = torch.randint(0, 256, (b * opts.block_steps, 3, s, s), dtype=torch.uint8, generator=gen)  # (N, 3, S, S)
+    labels = torch.randint(0, 10, (b * opts.block_steps,), generator=gen)
+    data = DeviceImages(images, labels, device)
+    x, y = next(data.batches(b, generator=gen, augment=cfg.dataset.augment))  # the bare loop's one batch
+    if on_cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    subjects = []
+    for name, (_, fields) in MODELS.items():
+        torch.manual_seed(opts.seed)
+        model = build_model(ModelConfig(backbone=opts.backbone, **fields), num_classes=10, image_size=s).to(device)
+        if on_cuda:
+            model = model.to(memory_format=torch.channels_last)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        constraint = ConstraintConfig(on=True, weight=1.0) if fields["kind"] == "dual" else None
+        subjects.append(_Subject(name, model, torch.compile(model) if compiled else model, opt, constraint))
+
+    blocks: dict[str, Callable[[], object]] = {}
+    for sub in subjects:
+        blocks[f"{sub.name}/ours"] = (
+            lambda sub=sub: _train_epoch(sub, data, cfg, gen, autocast))
+        blocks[f"{sub.name}/bare"] = (
+            lambda sub=sub: _bare_steps(sub, x, y, opts.block_steps, autocast))
+    blocks["data"] = lambda: _produce_batches(data, b, gen, cfg.dataset.augment, on_cuda)
+
+    for _ in range(opts.warmup // opts.block_steps):
+        for fn in blocks.values():
+            fn()
+    seconds = _alternate(blocks, opts.steps // opts.block_steps, device)
+    images_per_block = b * opts.block_steps
+    ips = {k: statistics.median(images_per_block / t for t in v) for k, v in seconds.items()}
+    rates = {sub.name: LoopRates(ours=ips[f"{sub.name}/ours"], bare=ips[f"{sub.name}/bare"]) for sub in subjects}
+    return rates, ips["data"]
+
+
+def _train_epoch(sub: _Subject, data: DeviceImages, cfg, gen: torch.Generator, autocast) -> object:
+    from ablate.train import train_epoch
+
+    return train_epoch(sub.step_model, sub.opt, data, cfg, gen, sub.constraint, autocast)
+
+
+def _bare_steps(sub: _Subject, x: torch.Tensor, y: torch.Tensor, steps: int, autocast) -> None:
+    """The ceiling: the same module, loss and optimizer on one batch already made."""
+    import torch.nn.functional as F
+
+    from ablate.models import fmce_penalty
+
+    sub.model.train()  # DueHeadNet keeps a frozen model1 in eval mode
+    for _ in range(steps):
+        with autocast():
+            logits, map1, map2 = sub.step_model(x)
+            loss = F.cross_entropy(logits, y)
+            if sub.constraint is not None:
+                loss = loss + sub.constraint.weight * fmce_penalty(map2, map1, sub.constraint.target)
+        sub.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        sub.opt.step()
+
+
+def _produce_batches(data: DeviceImages, batch_size: int, gen: torch.Generator, augment: bool, on_cuda: bool) -> None:
+    """What ablate's loop does before a step's forward: cut, augment, normalise (+ channels_last)."""
+    import torch
+
+    for x, _ in data.batches(batch_size, generator=gen, augment=augment, drop_last=True):
+        if on_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+
+def _alternate(blocks: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each block, once a round, in an order reversed every other round."""
+    names = list(blocks)
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            seconds[name].append(_timed(blocks[name], device))
+    return seconds
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    import optuna
+    import timm
+    import torch
+
+    import ablate
+    from ablate.study import _git_commit  # the commit as trials record it
+
+    on_cuda = device.type == "cuda"
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if on_cuda else _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "autocast": "bf16" if on_cuda else None,
+        "channels_last": on_cuda,
+        "ablate": ablate.__version__,
+        "git_commit": _git_commit(Path(ablate.__file__).parent),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "optuna": optuna.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ---------------------------------------------------------------------------------------------
+# Optuna's overhead
+
+
+def _optuna_study_config() -> StudyConfig:
+    """A search as ablate runs one: TPE over 4 parameters, the median pruner."""
+    from ablate.config import Choices, PrunerConfig, Range, SamplerConfig, SearchConfig, StudyConfig
+
+    space = {
+        "model.constraint.on": Choices(choices=[True, False]),
+        "model.constraint.weight": Range(low=0.1, high=2.0, log=True),
+        "train.lr": Range(low=1e-4, high=3e-3, log=True),
+        "train.weight_decay": Range(low=1e-5, high=1e-2, log=True),
+    }
+    search = SearchConfig(sampler=SamplerConfig(name="tpe"), pruner=PrunerConfig(name="median"), space=space)
+    return StudyConfig(name="bench", search=search)
+
+
+def _distributions(cfg: StudyConfig) -> dict[str, optuna.distributions.BaseDistribution]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from ablate.config import Choices
+
+    return {path: CategoricalDistribution(dim.choices) if isinstance(dim, Choices)
+            else FloatDistribution(dim.low, dim.high, log=dim.log)
+            for path, dim in cfg.search.space.items()}
+
+
+def _trial_record(rng, epochs: int) -> tuple[dict[int, float], dict[str, Any]]:
+    """(validation curve, the user attributes ablate records on a trial), with plausible values."""
+    import timm
+    import torch
+
+    import ablate
+    from ablate.config import RunConfig, config_hash
+    from ablate.records import EpochStats, TrialResult
+
+    top = float(rng.uniform(0.5, 0.9))
+    curve = {e: top * (1 - math.exp(-e / 5)) + float(rng.normal(0, 0.01)) for e in range(1, epochs + 1)}
+    stats = tuple(EpochStats(epoch=e, train_loss=1 - v, train_accuracy=v, val_accuracy=v, penalty=0.3, lr=1e-3,
+                             seconds=12.5) for e, v in curve.items())
+    best = max(curve, key=curve.get)
+    result = TrialResult(val_accuracy=curve[best], best_epoch=best, test_accuracy=curve[best] - 0.01,
+                         head_similarity=0.2, curves=stats, n_params=22_000_000, n_trainable=11_000_000,
+                         wall_time=400.0, device="cuda", images_per_second=5000.0)
+    run = RunConfig()
+    attrs = {  # ablate.study._run_trial, then ablate.study._record
+        "config": run.model_dump(mode="json"), "config_hash": config_hash(run), "seed": 0, "arm_kind": "fmce",
+        "versions": {"ablate": ablate.__version__, "torch": torch.__version__, "timm": timm.__version__},
+        "val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy, "best_epoch": result.best_epoch,
+        "head_similarity": result.head_similarity, "curves": result.curves_dict(), "n_params": result.n_params,
+        "n_trainable": result.n_trainable, "wall_time": result.wall_time, "device": result.device,
+        "images_per_second": result.images_per_second,
+    }
+    return curve, attrs
+
+
+def _filled_study_file(size: int, epochs: int, seed: int) -> Path:
+    """An SQLite file holding one study of ``size`` finished trials, made once and cached.
+
+    Optuna's ``add_trials`` writes row by row through its ORM: about 0.1 s a trial here
+    (100 s for 1,000), so the filled file is kept under ``$ABLATE_CACHE`` (default
+    ``~/.cache/ablate``) and copied for every run. Every trial ran all its epochs, the
+    most rows a study of that size can hold: an upper bound on the overhead.
+    """
+    import numpy as np
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from ablate.study import open_storage, search_study
+
+    home = Path(os.environ.get("ABLATE_CACHE", Path.home() / ".cache" / "ablate"))
+    path = home / f"bench-optuna{optuna.__version__}-{size}trials-{epochs}epochs-seed{seed}-v{OPTUNA_CACHE_VERSION}.db"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = _optuna_study_config()
+    dists = _distributions(cfg)
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        study = search_study(cfg, open_storage(f"sqlite:///{tmp}/filled.db"))
+        trials = []
+        for _ in range(size):
+            curve, attrs = _trial_record(rng, epochs)
+            params = {p: d.choices[rng.integers(len(d.choices))] if isinstance(d, CategoricalDistribution)
+                      else float(np.exp(rng.uniform(np.log(d.low), np.log(d.high)))) if d.log
+                      else float(rng.uniform(d.low, d.high)) for p, d in dists.items()}
+            trials.append(optuna.create_trial(params=params, distributions=dists, value=max(curve.values()),
+                                              intermediate_values=curve, user_attrs=attrs))
+        study.add_trials(trials)
+        os.replace(Path(tmp) / "filled.db", path)  # atomic: a killed bench leaves no half file
+    return path
+
+
+def optuna_trial_cost(size: int, trials: int, folder: Path, *, epochs: int = OPTUNA_EPOCHS, seed: int = 0) -> OptunaCost:
+    """Median cost of Optuna's calls in ``trials`` trials run on a study of ``size`` finished trials.
+
+    One untimed trial runs first: a fresh process reads the whole study into Optuna's cache on
+    its first ask (2.8 s at 1,000 trials here), once, not per trial.
+    """
+    import numpy as np
+    import optuna
+
+    from ablate.config import Choices
+    from ablate.study import open_storage, search_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = folder / f"optuna-{size}.db"
+    shutil.copyfile(_filled_study_file(size, epochs, seed), db)
+    cfg = _optuna_study_config()
+    study = search_study(cfg, open_storage(f"sqlite:///{db}"))
+    rng = np.random.default_rng(seed + 1)
+    parts = []
+    for i in range(trials + 1):
+        curve, attrs = _trial_record(rng, epochs)
+        t0 = time.perf_counter()
+        trial = study.ask()
+        for path, dim in cfg.search.space.items():
+            if isinstance(dim, Choices):
+                trial.suggest_categorical(path, dim.choices)
+            else:
+                trial.suggest_float(path, dim.low, dim.high, log=dim.log)
+        t1 = time.perf_counter()
+        for epoch, value in curve.items():
+            trial.report(value, epoch)
+            trial.should_prune()  # always run to the end: the same work in every trial
+        t2 = time.perf_counter()
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        t3 = time.perf_counter()
+        study.tell(trial, max(curve.values()))
+        t4 = time.perf_counter()
+        if i > 0:
+            parts.append((t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+    total, ask, report, user, tell = (statistics.median(col) for col in zip(*parts))
+    return OptunaCost(size, total, ask, report, user, tell)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def _passes(name: str, value: float) -> bool:
+    op, bound = TARGETS[name]
+    return value >= bound if op == ">=" else value <= bound
+
+
+def bench_json(result: BenchResult) -> dict[str, Any]:
+    """Every figure, the options that produced them and the versions, as one JSON-ready dict."""
+    opts = result.options
+    summary = result.summary()
+    judged = {**summary, "data_wait_fraction": result.data_wait_fraction}
+    out: dict[str, Any] = {
+        **judged,
+        **result.environment,
+        "backbone": opts.backbone,
+        "image_size": opts.image_size,
+        "batch_size": opts.batch_size,
+        "timed_steps": opts.steps,
+        "block_steps": opts.block_steps,
+        "warmup_steps": opts.warmup,
+        "images_per_second": {k: {"ours": r.ours, "bare": r.bare} for k, r in result.rates.items()},
+        "ours_over_bare": {k: r.ours_over_bare for k, r in result.rates.items()},
+        "data_images_per_second": result.data_images_per_second,
+        "data_ms_per_step": 1000 * opts.batch_size / result.data_images_per_second,
+        "step_ms": {k: 1000 * opts.batch_size / r.ours for k, r in result.rates.items()},
+        "targets": {k: {"target": f"{op} {bound}", "value": judged[k], "pass": _passes(k, judged[k])}
+                    for k, (op, bound) in TARGETS.items()},
+        "compile": opts.compile,
+        "compiled": None,
+        "optuna_seconds_per_trial": None,
+        "optuna": None,
+    }
+    if result.compiled is not None:
+        out["compiled"] = {
+            "images_per_second": {k: {"ours": r.ours, "bare": r.bare} for k, r in result.compiled.items()},
+            "ours_over_bare": {k: r.ours_over_bare for k, r in result.compiled.items()},
+            **result.summary(result.compiled),
+        }
+    if result.optuna:
+        first = result.optuna[0]
+        out["optuna_seconds_per_trial"] = first.seconds_per_trial
+        out["optuna"] = {
+            "storage": "sqlite", "sampler": "TPESampler", "pruner": "MedianPruner", "params": 4,
+            "epochs": OPTUNA_EPOCHS, "user_attrs": 15, "timed_trials": opts.optuna_trials,
+            "seconds_per_trial": {str(c.trials_before): c.seconds_per_trial for c in result.optuna},
+            "parts": {str(c.trials_before): {k: v for k, v in asdict(c).items() if k not in ("trials_before",
+                                                                                          "seconds_per_trial")}
+                      for c in result.optuna},
+        }
+    return out
+
+
+def bench_table(result: BenchResult) -> Table:
+    """The figures as one rich table, with the targets and whether each is met."""
+    from rich.table import Table
+
+    opts, env = result.options, result.environment
+    table = Table(title=f"ablate bench: {opts.backbone}, {opts.image_size} px, batch {opts.batch_size}, "
+                        f"{env['device_name']} ({env['device']}, {env['threads']} threads)",
+                  caption=f"medians over {opts.steps // opts.block_steps} alternating blocks of {opts.block_steps} "
+                          f"steps after {opts.warmup} warm-up steps; torch {env['torch']}, timm {env['timm']}, "
+                          f"optuna {env['optuna']}; ablate {env['git_commit'][:12]}")
+    for col, justify in (("figure", "left"), ("value", "right"), ("target", "right"), ("", "left")):
+        table.add_column(col, justify=justify)
+
+    def judged(label: str, name: str, value: float, text: str | None = None) -> None:
+        op, bound = TARGETS[name]
+        ok = _passes(name, value)
+        table.add_row(label, text or f"{value:.3f}", f"{op.replace('>=', '≥').replace('<=', '≤')} {bound:g}",
+                      "[green]pass[/]" if ok else "[red]fail[/]")
+
+    def loops(rates: dict[str, LoopRates], suffix: str = "") -> None:
+        for name, r in rates.items():
+            label = MODELS[name][0] + suffix
+            step_ms = 1000 * opts.batch_size / r.ours
+            table.add_row(f"{label}: ablate loop", f"{r.ours:,.1f} img/s", "", f"{step_ms:.1f} ms a step")
+            table.add_row(f"{label}: bare loop", f"{r.bare:,.1f} img/s", "", "")
+            if name == "single":
+                judged(f"{label}: ablate / bare", "loop_over_bare", r.ours_over_bare)
+            else:
+                table.add_row(f"{label}: ablate / bare", f"{r.ours_over_bare:.3f}", "", "")
+        table.add_section()
+
+    loops(result.rates)
+    summary = result.summary()
+    judged("DueHeadNet, model1 frozen / single-head (step time)", "dual_frozen_over_single",
+           summary["dual_frozen_over_single"])
+    judged("DueHeadNet, both trained / single-head (step time)", "dual_trained_over_single",
+           summary["dual_trained_over_single"])
+    data_ms = 1000 * opts.batch_size / result.data_images_per_second
+    judged("waiting for data (share of a single-head step)", "data_wait_fraction", result.data_wait_fraction,
+           f"{result.data_wait_fraction:.3f} ({data_ms:.2f} ms)")
+    if result.compiled is not None:
+        table.add_section()
+        loops(result.compiled, ", compiled")
+        compiled = result.summary(result.compiled)
+        table.add_row("compiled: dual frozen / single, dual trained / single",
+                      f"{compiled['dual_frozen_over_single']:.3f}, {compiled['dual_trained_over_single']:.3f}", "", "")
+    if result.optuna:
+        table.add_section()
+        for c in result.optuna:
+            table.add_row(f"Optuna per trial, study of {c.trials_before} trials", f"{1000 * c.seconds_per_trial:.0f} ms",
+                          "", f"ask {1000 * c.ask:.0f}, {OPTUNA_EPOCHS} reports {1000 * c.report:.0f}, "
+                              f"attrs {1000 * c.user_attrs:.0f}, tell {1000 * c.tell:.0f} ms")
+    return table
+
+
+def main(args: argparse.Namespace) -> int:
+    """``ablate bench``: measure, then print the table (or, with ``--json``, one JSON object)."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    result = run_bench(options_from_args(args), log=lambda text: err.print(text, highlight=False))
+    if getattr(args, "json", False):
+        print(json.dumps(bench_json(result), indent=2))
+    else:
+        Console().print(bench_table(result))
+    return 0
+
+
+def _cli(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m ablate.bench", description=__doc__.splitlines()[0]))
+    args = parser.parse_args(argv)
+    try:
+        return main(args)
+    except AblateError as exc:
+        print(f"ablate bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from ablate.cli import main
+from ablate.config import load_study
+from ablate.study import (
+    collect_results,
+    repeat_cells,
+    repeat_config,
+    repeats_study,
+    resolve_paths,
+    run_repeats,
+    run_search,
+    open_storage,
+)
+from tests.conftest import tiny_study_text
+
+REPEATS = "repeats:\n  seeds: 2\n  params: best\n  max_retries: 1\n"
+
+
+def _setup(write_study, name):
+    path = write_study(tiny_study_text(name=name, n_trials=1, extra=REPEATS))
+    cfg = load_study(path)
+    return path, cfg, resolve_paths(cfg, path)
+
+
+def test_cells_pair_arms_by_seed_on_the_best_hyperparameters(write_study):
+    path, cfg, paths = _setup(write_study, "cells")
+    cells = repeat_cells(cfg)
+    assert len(cells) == 6 and {c["arm"] for c in cells} == {"fmce", "nfmce", "single"}
+    study = run_search(cfg, paths)
+    best = study.best_trial.params
+    run = repeat_config(cfg, best, {"arm": "nfmce", "dataset": "digits", "seed": 1})
+    assert run.model.arm == "nfmce" and run.train.seed == 1 and run.train.lr == best["train.lr"]
+    assert repeat_config(cfg, best, {"arm": "single", "dataset": "digits", "seed": 1}).model.kind == "single"
+    assert run.dataset == cfg.dataset  # the split does not depend on the seed
+
+
+def test_repeats_resume_after_an_interruption_with_exact_counts(write_study):
+    path, cfg, paths = _setup(write_study, "resume")
+    run_search(cfg, paths)
+    run_repeats(cfg, paths, max_trials=2)  # interrupted after two cells
+    study = repeats_study(cfg, open_storage(paths.storage))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    run_repeats(cfg, paths)
+    run_repeats(cfg, paths)  # a finished run adds nothing
+    trials = study.get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    cells = {(t.params["arm"], t.params["dataset"], t.params["seed"]) for t in trials}
+    assert cells == {(c["arm"], c["dataset"], c["seed"]) for c in repeat_cells(cfg)}
+    data = collect_results(cfg, paths)
+    assert len(data["results"]) == 6 and not data["missing"]
+    for t in trials:
+        assert (t.user_attrs["head_similarity"] is None) == (t.params["arm"] == "single")
+        assert t.user_attrs["seed"] == t.params["seed"]
+
+
+def test_a_dead_workers_repeat_is_run_again(write_study):
+    path, cfg, paths = _setup(write_study, "dead")
+    run_search(cfg, paths)
+    study = repeats_study(cfg, open_storage(paths.storage))
+    study.enqueue_trial({"arm": "fmce", "dataset": "digits", "seed": 0})
+    trial = study.ask()  # claimed by a worker that then died
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study._storage.set_trial_system_attr(trial._trial_id, "ablate:worker", {"host": __import__("socket").gethostname(), "pid": dead.pid})
+    run_repeats(cfg, paths)
+    trials = study.get_trials()
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 6
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "died" in failed[0].user_attrs["fail_reason"]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    # it died before its first suggest: its cell travels in the enqueued 'fixed_params'
+    assert len(retried) == 1 and retried[0].params == failed[0].system_attrs["fixed_params"]
+
+
+def test_a_cell_that_keeps_failing_is_named_missing_in_the_report(write_study, monkeypatch):
+    import ablate.study as study_module
+    from ablate.errors import TrainingError
+
+    path, cfg, paths = _setup(write_study, "missing")
+    run_search(cfg, paths)
+    real = study_module.train_run
+
+    def fail_single_seed1(run_cfg, **kwargs):
+        if run_cfg.model.kind == "single" and run_cfg.train.seed == 1:
+            raise TrainingError("loss became nan in epoch 1: training diverged")
+        return real(run_cfg, **kwargs)
+
+    monkeypatch.setattr(study_module, "train_run", fail_single_seed1)
+    given_up = run_repeats(cfg, paths)
+    assert given_up == [{"arm": "single", "dataset": "digits", "seed": 1}]
+    study = repeats_study(cfg, open_storage(paths.storage))
+    assert len(study.get_trials(states=(TrialState.FAIL,))) == 2  # first try and one retry
+    assert main(["report", str(path)]) == 0
+    report = (paths.report_dir / "report.md").read_text()
+    assert "single/digits/seed 1" in report
+
+
+def test_report_from_storage_and_from_its_results_csv_agree(write_study, tmp_path, capsys):
+    path, cfg, paths = _setup(write_study, "report")
+    assert main(["run", str(path), "--quiet"]) == 0
+    folder = paths.report_dir
+    for name in ("report.md", "results.csv", "comparisons.csv"):
+        assert (folder / name).exists()
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results.columns) == ["dataset", "arm", "seed", "accuracy"] and len(results) == 6
+    comparisons = pd.read_csv(folder / "comparisons.csv")
+    assert [tuple(r) for r in comparisons[["arm_a", "arm_b"]].values] == [("fmce", "nfmce"), ("nfmce", "single"), ("fmce", "single")]
+    report = (folder / "report.md").read_text()
+    assert "git_commit" in report and "torch" in report
+    out = tmp_path / "again"
+    assert main(["report", "--results", str(folder / "results.csv"), "--out", str(out)]) == 0
+    assert (out / "comparisons.csv").read_bytes() == (folder / "comparisons.csv").read_bytes()
+    study = repeats_study(cfg, open_storage(paths.storage))
+    from optuna_dashboard import get_note
+
+    note = get_note(study)
+    assert "fmce vs nfmce" in note.lower() and "report.md" in note
