@@ -160,10 +160,14 @@ def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int
         try:
             codes = [p.wait() for p in procs]
         except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches the workers too; each marks its trial failed. Only
+            # a worker still running after a grace period is told again.
             for p in procs:
-                p.send_signal(signal.SIGINT)
-            for p in procs:
-                p.wait()
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.send_signal(signal.SIGINT)
+                    p.wait()
             raise
         if any(codes):
             print(f"ablate: error: {sum(c != 0 for c in codes)} of {workers} {phase} workers failed "

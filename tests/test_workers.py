@@ -1,0 +1,110 @@
+"""Many workers, one storage, a worker killed with SIGKILL mid-trial: nothing lost, nothing twice.
+
+These run real worker processes against a real PostgreSQL server (started by scripts/test.sh,
+URL in ABLATE_TEST_POSTGRES) and against an Optuna journal file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from ablate.config import load_study
+from ablate.study import open_storage, repeat_cells, repeats_study, resolve_paths, search_study
+from tests.conftest import tiny_study_text
+
+POSTGRES = os.environ.get("ABLATE_TEST_POSTGRES")
+REPEATS = "repeats:\n  seeds: 2\n  params: best\n  max_retries: 1\n"
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, ABLATE_THREADS="1", ABLATE_HEARTBEAT_INTERVAL="1", ABLATE_GRACE_PERIOD="4",
+                PYTHONUNBUFFERED="1")
+
+
+def _ablate(args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ablate", *args], cwd=cwd, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _running_trial_of(study, pids: set[int], timeout: float = 120.0):
+    """Wait until one of ``pids`` runs a search trial that has reported an epoch (mid-trial)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = t.system_attrs.get("ablate:worker", {})
+            if worker.get("pid") in pids and t.intermediate_values:
+                return t, worker["pid"]
+        time.sleep(0.1)
+    raise AssertionError("no worker started a trial in time")
+
+
+def _check_everything_ran_once(cfg, paths, killed_number: int) -> None:
+    storage = open_storage(paths.storage)
+    trials = search_study(cfg, storage).get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(complete) == cfg.search.n_trials, [(t.number, t.state) for t in trials]
+    assert [t.number for t in failed] == [killed_number]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    retries = [t for t in complete if t.system_attrs.get("failed_trial") == killed_number]
+    assert len(retries) == 1 and retries[0].params == failed[0].params  # same parameters again
+
+    repeats = repeats_study(cfg, storage).get_trials()
+    cells = [(t.params["arm"], t.params["dataset"], t.params["seed"]) for t in repeats if t.state == TrialState.COMPLETE]
+    expected = [(c["arm"], c["dataset"], c["seed"]) for c in repeat_cells(cfg)]
+    assert sorted(cells) == sorted(expected) and len(cells) == len(set(cells))
+    results = pd.read_csv(paths.report_dir / "results.csv")
+    assert len(results) == len(expected)
+    assert "Missing" not in (paths.report_dir / "report.md").read_text()
+
+
+def test_killed_worker_on_a_journal_file_is_requeued(tmp_path):
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(tiny_study_text(name="journal", n_trials=3, epochs=3,
+                                          extra=REPEATS + "storage: journal:///runs/journal.journal\n"))
+    cfg = load_study(study_file)
+    paths = resolve_paths(cfg, study_file)
+    parent = _ablate(["run", str(study_file), "--workers", "2"], tmp_path)
+    time.sleep(1.0)
+    study = search_study(cfg, open_storage(paths.storage))
+    worker_pids = {int(p) for p in subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
+                                                   text=True).stdout.split()}
+    trial, pid = _running_trial_of(study, worker_pids)
+    os.kill(pid, signal.SIGKILL)
+    out, _ = parent.communicate(timeout=600)
+    assert parent.returncode == 1 and "1 of 2 search workers failed" in out, out
+    # Restarting continues: the killed trial is failed and run again with the same parameters.
+    again = _ablate(["run", str(study_file), "--workers", "2"], tmp_path)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    _check_everything_ran_once(cfg, paths, trial.number)
+
+
+@pytest.mark.skipif(POSTGRES is None, reason="needs the PostgreSQL server that scripts/test.sh starts")
+def test_killed_worker_on_postgres_is_retried_through_the_heartbeat(tmp_path):
+    name = f"kill-{uuid.uuid4().hex[:8]}"
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(tiny_study_text(name=name, n_trials=3, epochs=3, extra=REPEATS + f"storage: {POSTGRES}\n"))
+    cfg = load_study(study_file)
+    paths = resolve_paths(cfg, study_file)
+    # Two independent `ablate run` processes, as on two machines.
+    first = _ablate(["run", str(study_file)], tmp_path)
+    second = _ablate(["run", str(study_file)], tmp_path)
+    time.sleep(1.0)
+    study = search_study(cfg, open_storage(paths.storage))
+    trial, pid = _running_trial_of(study, {first.pid})
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    out, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, out
+    _check_everything_ran_once(cfg, paths, trial.number)
