@@ -41,7 +41,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,8 +75,8 @@ __all__ = [
 # name -> (label, ModelConfig fields besides the backbone)
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "single": ("single-head", {"kind": "single"}),
-    "dual_frozen": ("DueHeadNet, model1 frozen", {"kind": "dual", "model1": {"init": "random", "freeze": True}}),
-    "dual_trained": ("DueHeadNet, both heads trained", {"kind": "dual", "model1": {"init": "random", "freeze": False}}),
+    "dual_frozen": ("dual, model1 frozen", {"kind": "dual", "model1": {"init": "random", "freeze": True}}),
+    "dual_trained": ("dual, both trained", {"kind": "dual", "model1": {"init": "random", "freeze": False}}),
 }
 
 # The figures the issue judges ablate by: (comparison, bound). The DueHeadNet bounds follow from
@@ -90,7 +91,7 @@ TARGETS: dict[str, tuple[str, float]] = {
 
 # Defaults by device type. On the 2-core CPU a seresnet18 step at 32 px, batch 64, takes about
 # 0.3-0.9 s (70-230 img/s); 1 warm-up and 4 timed blocks of 2 steps for 3 models x 2 loops is
-# 60 steps, 30-100 s, which keeps the whole bench under 2 minutes.
+# 60 steps, as long as about 87 single-head steps (25-80 s): the whole bench stays under 2 minutes.
 DEFAULT_STEPS = {"cpu": 8, "cuda": 200}
 DEFAULT_BLOCK_STEPS = {"cpu": 2, "cuda": 20}
 DEFAULT_WARMUP = {"cpu": 1, "cuda": 20}  # steps, run as whole blocks; CUDA: cudnn.benchmark tunes here
@@ -141,10 +142,13 @@ class OptunaCost:
     report: float  # one report + should_prune per epoch, all epochs
     user_attrs: float
     tell: float
+    user_attrs_set: int = 15  # how many set_user_attr calls a trial makes
 
 
 @dataclass(frozen=True)
 class BenchResult:
+    """Every figure of one bench run, with the options and the environment that produced them."""
+
     options: BenchOptions  # resolved: no None left
     environment: dict[str, Any]
     rates: dict[str, LoopRates]  # by MODELS name
@@ -221,8 +225,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     )
     minimum = {"--image-size": (opts.image_size, 8), "--batch-size": (opts.batch_size, 2),
                "--steps": (opts.steps, 1), "--block-steps": (opts.block_steps, 1), "--warmup": (opts.warmup, 0),
-               "--optuna-trials": (opts.optuna_trials, 1)}
-    minimum.update({"--optuna-sizes": (n, 0) for n in opts.optuna_sizes})
+               "--optuna-trials": (opts.optuna_trials, 1), "--optuna-sizes": (min(opts.optuna_sizes, default=0), 0)}
     for flag, (value, low) in minimum.items():
         if value is not None and value < low:
             raise ConfigError(f"{flag}: expected {low} or more (got {value})")
@@ -250,8 +253,6 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] | None = None) -> B
         ConfigError: CUDA asked for but absent.
         ModelError: unknown backbone.
     """
-    import torch
-
     from ablate.models import check_backbone
     from ablate.train import available_cores, resolve_device
 
@@ -293,7 +294,7 @@ def _set_threads(cores: int) -> None:
         torch.set_num_threads(cores)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Subject:
     """One model under test, with the optimizer both loops step."""
 
@@ -313,6 +314,7 @@ def _measure_loops(opts: BenchOptions, device: torch.device, *, compiled: bool) 
     from ablate.config import ConstraintConfig, DatasetConfig, ModelConfig, RunConfig, TrainConfig
     from ablate.data import DeviceImages
     from ablate.models import build_model
+    from ablate.train import train_epoch
 
     on_cuda = device.type == "cuda"
     if on_cuda:  # as ablate.train._fit does
@@ -341,11 +343,10 @@ def _measure_loops(opts: BenchOptions, device: torch.device, *, compiled: bool) 
 
     blocks: dict[str, Callable[[], object]] = {}
     for sub in subjects:
-        blocks[f"{sub.name}/ours"] = (
-            lambda sub=sub: _train_epoch(sub, data, cfg, gen, autocast))
-        blocks[f"{sub.name}/bare"] = (
-            lambda sub=sub: _bare_steps(sub, x, y, opts.block_steps, autocast))
-    blocks["data"] = lambda: _produce_batches(data, b, gen, cfg.dataset.augment, on_cuda)
+        blocks[f"{sub.name}/ours"] = partial(train_epoch, sub.step_model, sub.opt, data, cfg, gen, sub.constraint,
+                                             autocast)
+        blocks[f"{sub.name}/bare"] = partial(_bare_steps, sub, x, y, opts.block_steps, autocast)
+    blocks["data"] = partial(_produce_batches, data, b, gen, cfg.dataset.augment, on_cuda)
 
     for _ in range(opts.warmup // opts.block_steps):
         for fn in blocks.values():
@@ -355,12 +356,6 @@ def _measure_loops(opts: BenchOptions, device: torch.device, *, compiled: bool) 
     ips = {k: statistics.median(images_per_block / t for t in v) for k, v in seconds.items()}
     rates = {sub.name: LoopRates(ours=ips[f"{sub.name}/ours"], bare=ips[f"{sub.name}/bare"]) for sub in subjects}
     return rates, ips["data"]
-
-
-def _train_epoch(sub: _Subject, data: DeviceImages, cfg, gen: torch.Generator, autocast) -> object:
-    from ablate.train import train_epoch
-
-    return train_epoch(sub.step_model, sub.opt, data, cfg, gen, sub.constraint, autocast)
 
 
 def _bare_steps(sub: _Subject, x: torch.Tensor, y: torch.Tensor, steps: int, autocast) -> None:
@@ -581,7 +576,7 @@ def optuna_trial_cost(size: int, trials: int, folder: Path, *, epochs: int = OPT
         if i > 0:
             parts.append((t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3))
     total, ask, report, user, tell = (statistics.median(col) for col in zip(*parts))
-    return OptunaCost(size, total, ask, report, user, tell)
+    return OptunaCost(size, total, ask, report, user, tell, user_attrs_set=len(attrs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,7 +612,7 @@ def bench_json(result: BenchResult) -> dict[str, Any]:
         "compile": opts.compile,
         "compiled": None,
         "optuna_seconds_per_trial": None,
-        "optuna": None,
+        "optuna_overhead": None,
     }
     if result.compiled is not None:
         out["compiled"] = {
@@ -628,13 +623,12 @@ def bench_json(result: BenchResult) -> dict[str, Any]:
     if result.optuna:
         first = result.optuna[0]
         out["optuna_seconds_per_trial"] = first.seconds_per_trial
-        out["optuna"] = {
+        out["optuna_overhead"] = {
             "storage": "sqlite", "sampler": "TPESampler", "pruner": "MedianPruner", "params": 4,
-            "epochs": OPTUNA_EPOCHS, "user_attrs": 15, "timed_trials": opts.optuna_trials,
+            "epochs": OPTUNA_EPOCHS, "user_attrs": first.user_attrs_set, "timed_trials": opts.optuna_trials,
             "seconds_per_trial": {str(c.trials_before): c.seconds_per_trial for c in result.optuna},
-            "parts": {str(c.trials_before): {k: v for k, v in asdict(c).items() if k not in ("trials_before",
-                                                                                          "seconds_per_trial")}
-                      for c in result.optuna},
+            "parts": {str(c.trials_before): {"ask": c.ask, "report": c.report, "user_attrs": c.user_attrs,
+                                             "tell": c.tell} for c in result.optuna},
         }
     return out
 
@@ -646,51 +640,46 @@ def bench_table(result: BenchResult) -> Table:
     opts, env = result.options, result.environment
     table = Table(title=f"ablate bench: {opts.backbone}, {opts.image_size} px, batch {opts.batch_size}, "
                         f"{env['device_name']} ({env['device']}, {env['threads']} threads)",
-                  caption=f"medians over {opts.steps // opts.block_steps} alternating blocks of {opts.block_steps} "
+                  caption=f"dual: DueHeadNet; medians over {opts.steps // opts.block_steps} alternating blocks of {opts.block_steps} "
                           f"steps after {opts.warmup} warm-up steps; torch {env['torch']}, timm {env['timm']}, "
                           f"optuna {env['optuna']}; ablate {env['git_commit'][:12]}")
-    for col, justify in (("figure", "left"), ("value", "right"), ("target", "right"), ("", "left")):
-        table.add_column(col, justify=justify)
+    for col in ("figure", "value", "target", ""):
+        table.add_column(col, justify="left" if col == "figure" else "right")
 
     def judged(label: str, name: str, value: float, text: str | None = None) -> None:
         op, bound = TARGETS[name]
-        ok = _passes(name, value)
-        table.add_row(label, text or f"{value:.3f}", f"{op.replace('>=', '≥').replace('<=', '≤')} {bound:g}",
-                      "[green]pass[/]" if ok else "[red]fail[/]")
+        verdict = "[green]pass[/]" if _passes(name, value) else "[red]fail[/]"
+        table.add_row(label, text or f"{value:.4f}", f"{op.replace('>=', '≥').replace('<=', '≤')} {bound:g}", verdict)
 
-    def loops(rates: dict[str, LoopRates], suffix: str = "") -> None:
+    def loops(rates: dict[str, LoopRates], prefix: str = "") -> None:
         for name, r in rates.items():
-            label = MODELS[name][0] + suffix
-            step_ms = 1000 * opts.batch_size / r.ours
-            table.add_row(f"{label}: ablate loop", f"{r.ours:,.1f} img/s", "", f"{step_ms:.1f} ms a step")
-            table.add_row(f"{label}: bare loop", f"{r.bare:,.1f} img/s", "", "")
-            if name == "single":
+            label = prefix + MODELS[name][0]
+            table.add_row(f"{label}: ablate loop", f"{r.ours:,.1f} img/s")
+            table.add_row(f"{label}: bare loop", f"{r.bare:,.1f} img/s")
+            if name == "single" and not prefix:
                 judged(f"{label}: ablate / bare", "loop_over_bare", r.ours_over_bare)
             else:
-                table.add_row(f"{label}: ablate / bare", f"{r.ours_over_bare:.3f}", "", "")
+                table.add_row(f"{label}: ablate / bare", f"{r.ours_over_bare:.4f}")
         table.add_section()
 
     loops(result.rates)
     summary = result.summary()
-    judged("DueHeadNet, model1 frozen / single-head (step time)", "dual_frozen_over_single",
-           summary["dual_frozen_over_single"])
-    judged("DueHeadNet, both trained / single-head (step time)", "dual_trained_over_single",
-           summary["dual_trained_over_single"])
-    data_ms = 1000 * opts.batch_size / result.data_images_per_second
-    judged("waiting for data (share of a single-head step)", "data_wait_fraction", result.data_wait_fraction,
-           f"{result.data_wait_fraction:.3f} ({data_ms:.2f} ms)")
+    judged("step time, model1 frozen / single", "dual_frozen_over_single", summary["dual_frozen_over_single"])
+    judged("step time, both trained / single", "dual_trained_over_single", summary["dual_trained_over_single"])
+    table.add_row("producing a batch: cut, augment, normalise", f"{1000 * opts.batch_size / result.data_images_per_second:.2f} ms")
+    judged("waiting for data: share of a step", "data_wait_fraction", result.data_wait_fraction)
     if result.compiled is not None:
         table.add_section()
-        loops(result.compiled, ", compiled")
+        loops(result.compiled, "compiled ")
         compiled = result.summary(result.compiled)
-        table.add_row("compiled: dual frozen / single, dual trained / single",
-                      f"{compiled['dual_frozen_over_single']:.3f}, {compiled['dual_trained_over_single']:.3f}", "", "")
+        table.add_row("compiled step time, model1 frozen / single", f"{compiled['dual_frozen_over_single']:.4f}")
+        table.add_row("compiled step time, both trained / single", f"{compiled['dual_trained_over_single']:.4f}")
     if result.optuna:
         table.add_section()
         for c in result.optuna:
-            table.add_row(f"Optuna per trial, study of {c.trials_before} trials", f"{1000 * c.seconds_per_trial:.0f} ms",
-                          "", f"ask {1000 * c.ask:.0f}, {OPTUNA_EPOCHS} reports {1000 * c.report:.0f}, "
-                              f"attrs {1000 * c.user_attrs:.0f}, tell {1000 * c.tell:.0f} ms")
+            table.add_row(f"Optuna per trial, in a study of {c.trials_before} trials", f"{1000 * c.seconds_per_trial:.0f} ms")
+            table.add_row(f"  ask + {OPTUNA_EPOCHS} reports + attrs + tell",
+                          f"{1000 * c.ask:.0f}+{1000 * c.report:.0f}+{1000 * c.user_attrs:.0f}+{1000 * c.tell:.0f}")
     return table
 
 

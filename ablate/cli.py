@@ -67,13 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     dash.set_defaults(func=cmd_dashboard)
 
     bench = sub.add_parser("bench", help="training throughput: ablate's loop against a bare PyTorch loop")
-    bench.add_argument("--backbone", default="seresnet18")
-    bench.add_argument("--image-size", type=int, default=32)
-    bench.add_argument("--batch-size", type=int, default=64)
-    bench.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
-    bench.add_argument("--device", default="auto")
-    bench.add_argument("--compile", action="store_true", help="also measure torch.compile")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    from ablate.bench import add_arguments
+
+    add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
     return p
 

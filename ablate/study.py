@@ -264,7 +264,8 @@ def _claim_lock(storage: optuna.storages.BaseStorage, url: str, name: str) -> It
         from sqlalchemy import text
 
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-        with storage.engine.connect() as conn:  # type: ignore[attr-defined]
+        rdb = getattr(storage, "_backend", storage)  # a study wraps its RDBStorage in a cache
+        with rdb.engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
                 yield

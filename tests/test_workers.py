@@ -36,13 +36,18 @@ def _ablate(args, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _running_trial_of(study, pids: set[int], timeout: float = 120.0):
-    """Wait until one of ``pids`` runs a search trial that has reported an epoch (mid-trial)."""
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def _running_trial_of(study, pids, timeout: float = 180.0):
+    """Wait until one of ``pids()`` runs a search trial that has reported an epoch (mid-trial)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = t.system_attrs.get("ablate:worker", {})
-            if worker.get("pid") in pids and t.intermediate_values:
+            if worker.get("pid") in pids() and t.intermediate_values:
                 return t, worker["pid"]
         time.sleep(0.1)
     raise AssertionError("no worker started a trial in time")
@@ -77,9 +82,7 @@ def test_killed_worker_on_a_journal_file_is_requeued(tmp_path):
     parent = _ablate(["run", str(study_file), "--workers", "2"], tmp_path)
     time.sleep(1.0)
     study = search_study(cfg, open_storage(paths.storage))
-    worker_pids = {int(p) for p in subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
-                                                   text=True).stdout.split()}
-    trial, pid = _running_trial_of(study, worker_pids)
+    trial, pid = _running_trial_of(study, lambda: _children(parent.pid))
     os.kill(pid, signal.SIGKILL)
     out, _ = parent.communicate(timeout=600)
     assert parent.returncode == 1 and "1 of 2 search workers failed" in out, out
@@ -102,7 +105,7 @@ def test_killed_worker_on_postgres_is_retried_through_the_heartbeat(tmp_path):
     second = _ablate(["run", str(study_file)], tmp_path)
     time.sleep(1.0)
     study = search_study(cfg, open_storage(paths.storage))
-    trial, pid = _running_trial_of(study, {first.pid})
+    trial, pid = _running_trial_of(study, lambda: {first.pid})
     first.send_signal(signal.SIGKILL)
     first.wait()
     out, _ = second.communicate(timeout=600)

@@ -1,0 +1,130 @@
+"""ablate.bench: the figures it prints are complete and agree with each other. No timing thresholds:
+speed is the benchmark's to print, never a test's to assert (STYLE.md, practice 10)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+
+from ablate.bench import (
+    TARGETS,
+    BenchOptions,
+    BenchResult,
+    LoopRates,
+    OptunaCost,
+    add_arguments,
+    bench_json,
+    bench_table,
+    main,
+    options_from_args,
+)
+from ablate.errors import ConfigError, ModelError
+
+# timm's tiny test network: the whole real run below takes a few seconds on one CPU core.
+TINY = ["--backbone", "test_resnet", "--image-size", "16", "--batch-size", "8", "--steps", "2", "--block-steps", "1",
+        "--warmup", "1", "--optuna-trials", "2", "--optuna-sizes", "3", "--device", "cpu", "--json"]
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    return add_arguments(argparse.ArgumentParser()).parse_args(argv)
+
+
+def _positive_numbers(tree, where: str = "") -> list[tuple[str, float]]:
+    if isinstance(tree, dict):
+        return [item for k, v in tree.items() for item in _positive_numbers(v, f"{where}.{k}")]
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return [(where, tree)]
+    return []
+
+
+def test_main_prints_every_figure_and_the_ratios_agree(capsys):
+    assert main(_parse(TINY)) == 0
+    out = json.loads(capsys.readouterr().out)
+
+    for key in ("loop_over_bare", "dual_frozen_over_single", "dual_trained_over_single", "data_wait_fraction",
+                "device", "images_per_second", "torch", "timm", "optuna", "threads", "backbone", "image_size",
+                "batch_size", "optuna_seconds_per_trial", "optuna_overhead", "targets", "git_commit"):
+        assert key in out, key
+    assert (out["device"], out["backbone"], out["image_size"], out["batch_size"]) == ("cpu", "test_resnet", 16, 8)
+    assert (out["timed_steps"], out["block_steps"], out["warmup_steps"]) == (2, 1, 1)
+    assert out["threads"] >= 1 and out["compiled"] is None
+    for where, value in _positive_numbers(out):
+        assert math.isfinite(value) and value > 0, (where, value)
+
+    ips = out["images_per_second"]
+    assert set(ips) == {"single", "dual_frozen", "dual_trained"}
+    single = ips["single"]["ours"]
+    # Every ratio is the quotient of the printed throughputs.
+    assert out["loop_over_bare"] == pytest.approx(single / ips["single"]["bare"], rel=1e-12)
+    assert out["dual_frozen_over_single"] == pytest.approx(single / ips["dual_frozen"]["ours"], rel=1e-12)
+    assert out["dual_trained_over_single"] == pytest.approx(single / ips["dual_trained"]["ours"], rel=1e-12)
+    assert out["data_wait_fraction"] == pytest.approx(single / out["data_images_per_second"], rel=1e-12)
+    for name, r in ips.items():
+        assert out["ours_over_bare"][name] == pytest.approx(r["ours"] / r["bare"], rel=1e-12)
+        assert out["step_ms"][name] == pytest.approx(1000 * 8 / r["ours"], rel=1e-12)
+    for name, t in out["targets"].items():
+        assert t["value"] == out[name]
+        assert t["pass"] == (out[name] >= TARGETS[name][1] if TARGETS[name][0] == ">=" else out[name] <= TARGETS[name][1])
+
+    optuna = out["optuna_overhead"]
+    assert optuna["timed_trials"] == 2 and optuna["params"] == 4
+    assert out["optuna_seconds_per_trial"] == optuna["seconds_per_trial"]["3"]
+    # A trial's total dominates each of its parts, trial by trial, so its median does too.
+    assert all(p <= optuna["seconds_per_trial"]["3"] for p in optuna["parts"]["3"].values())
+
+
+def _known_result(**rates: LoopRates) -> BenchResult:
+    opts = BenchOptions(steps=8, block_steps=2, warmup=2)
+    env = {"device": "cpu", "device_name": "test CPU", "threads": 2, "torch": "t", "timm": "m", "optuna": "o",
+           "git_commit": "abc"}
+    return BenchResult(opts, env, rates, data_images_per_second=4000.0,
+                       optuna=(OptunaCost(100, 0.5, 0.1, 0.3, 0.05, 0.05),))
+
+
+def test_ratios_and_verdicts_from_known_rates():
+    result = _known_result(single=LoopRates(ours=180.0, bare=200.0), dual_frozen=LoopRates(ours=150.0, bare=160.0),
+                           dual_trained=LoopRates(ours=90.0, bare=100.0))
+    out = bench_json(result)
+    assert out["loop_over_bare"] == pytest.approx(0.9)  # below 0.95: fails
+    assert out["dual_frozen_over_single"] == pytest.approx(1.2)
+    assert out["dual_trained_over_single"] == pytest.approx(2.0)
+    assert out["data_wait_fraction"] == pytest.approx(180 / 4000)
+    assert out["data_ms_per_step"] == pytest.approx(1000 * 64 / 4000)
+    assert {k: t["pass"] for k, t in out["targets"].items()} == {
+        "loop_over_bare": False, "data_wait_fraction": True, "dual_frozen_over_single": True,
+        "dual_trained_over_single": True}
+    assert out["optuna_seconds_per_trial"] == 0.5 and out["optuna_overhead"]["parts"]["100"]["report"] == 0.3
+    json.dumps(out)  # serialisable as it stands
+
+    from rich.console import Console
+
+    console = Console(width=200, record=True, color_system=None)
+    console.print(bench_table(result))
+    text = console.export_text()
+    assert "180.0 img/s" in text and "200.0 img/s" in text and "0.900" in text and "1.200" in text
+    assert text.count("fail") == 1 and text.count("pass") == 3
+    assert "study of 100 trials" in text and "500 ms" in text and "100+300+50+50" in text
+    assert "16.00 ms" in text  # a batch made in 64 / 4000 s
+
+
+def test_flags_a_caller_lacks_take_their_defaults():
+    opts = options_from_args(argparse.Namespace(json=True))
+    assert opts == BenchOptions()
+    parsed = options_from_args(_parse(TINY + ["--skip-optuna", "--compile", "--optuna-sizes", "100", "1000"]))
+    assert (parsed.backbone, parsed.steps, parsed.block_steps, parsed.optuna_sizes) == ("test_resnet", 2, 1, (100, 1000))
+    assert parsed.skip_optuna and parsed.compile
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--steps", "0"), ("--image-size", "4"), ("--batch-size", "1"),
+                                             ("--optuna-trials", "0"), ("--optuna-sizes", "100 -1")])
+def test_bad_counts_fail_naming_the_flag(flag, value):
+    with pytest.raises(ConfigError, match=flag):
+        options_from_args(_parse([flag, *value.split()]))
+
+
+def test_unknown_backbone_fails_before_measuring(capsys):
+    with pytest.raises(ModelError, match="seresnet19"):
+        main(_parse(["--backbone", "seresnet19", "--device", "cpu"]))
