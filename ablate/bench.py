@@ -200,6 +200,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "'100 1000' shows the growth; the filled study is cached)")
     parser.add_argument("--skip-optuna", action="store_true", help="do not measure Optuna's overhead")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--pruning", type=Path, default=None, metavar="STUDY",
+                        help="instead: run STUDY's search with its pruner and with none, and compare "
+                             "epochs spent and best validation accuracy")
     return parser
 
 
@@ -683,11 +686,61 @@ def bench_table(result: BenchResult) -> Table:
     return table
 
 
+def pruning_pays(study_file: Path, folder: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run a study's search twice, with its pruner and with none, the same trials otherwise.
+
+    Returns, per variant: finished trials, pruned trials, epochs trained (reported epochs over
+    all trials, the cost of a search) and the best validation accuracy reached.
+    """
+    from ablate.config import load_study
+    from ablate.study import resolve_paths, run_search
+
+    base = load_study(study_file)
+    out: dict[str, Any] = {"study": str(study_file), "n_trials": base.search.n_trials, "epochs_per_trial": base.train.epochs}
+    for label, pruner in ((base.search.pruner.name, base.search.pruner), ("none", base.search.pruner.model_copy(update={"name": "none"}))):
+        cfg = base.model_copy(update={
+            "name": f"{base.name}-pruner-{label}",
+            "storage": None,
+            "search": base.search.model_copy(update={"pruner": pruner}),
+        })
+        # The study file's folder for data roots and provenance; a throw-away storage.
+        paths = replace(resolve_paths(cfg, study_file), storage=f"sqlite:///{folder / (cfg.name + '.db')}",
+                        run_dir=folder / cfg.name)
+        if log:
+            log(f"pruning: running {cfg.name} ({cfg.search.n_trials} trials)")
+        started = time.perf_counter()
+        trials = run_search(cfg, paths).get_trials(deepcopy=False)
+        out[label] = {
+            "finished": sum(t.state.is_finished() and t.state.name != "FAIL" for t in trials),
+            "pruned": sum(t.state.name == "PRUNED" for t in trials),
+            "epochs": sum(len(t.intermediate_values) for t in trials),
+            "best_val_accuracy": max((t.value for t in trials if t.state.name == "COMPLETE"), default=float("nan")),
+            "minutes": round((time.perf_counter() - started) / 60, 2),
+        }
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     """``ablate bench``: measure, then print the table (or, with ``--json``, one JSON object)."""
     from rich.console import Console
 
     err = Console(stderr=True)
+    if getattr(args, "pruning", None) is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = pruning_pays(args.pruning, Path(tmp), log=lambda text: err.print(text, highlight=False))
+        if getattr(args, "json", False):
+            print(json.dumps(result, indent=2))
+            return 0
+        from rich.table import Table
+
+        table = Table(title=f"pruning on {args.pruning}: {result['n_trials']} trials of {result['epochs_per_trial']} epochs")
+        for col in ("pruner", "finished", "pruned", "epochs trained", "best val acc", "minutes"):
+            table.add_column(col)
+        for label in (k for k in result if isinstance(result[k], dict)):
+            r = result[label]
+            table.add_row(label, str(r["finished"]), str(r["pruned"]), str(r["epochs"]), f"{r['best_val_accuracy']:.4f}", f"{r['minutes']:.1f}")
+        Console().print(table)
+        return 0
     result = run_bench(options_from_args(args), log=lambda text: err.print(text, highlight=False))
     if getattr(args, "json", False):
         print(json.dumps(bench_json(result), indent=2))

@@ -117,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             display.phase("repeats", len(st.repeat_cells(cfg)))
             st.run_repeats(cfg, paths, display, max_trials=args.max_trials)
     if os.environ.get("ABLATE_WORKER") is None:
-        if "search" in phases:
+        if "search" in phases and cfg.search.n_trials > 0:
             _print_best(cfg, paths)
         if "report" in phases and args.max_trials is None:
             _write_report(cfg, paths)
@@ -171,7 +171,7 @@ def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int
             return 1
         total = cfg.search.n_trials if phase == "search" else len(repeat_cells(cfg))
         print(f"{phase}: done ({total} trials)")
-    if "search" in phases:
+    if "search" in phases and cfg.search.n_trials > 0:
         _print_best(cfg, paths)
     if "report" in phases and args.max_trials is None:
         _write_report(cfg, paths)

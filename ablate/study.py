@@ -681,6 +681,12 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
     return _enqueue_missing(study, paths, cells, cfg.repeats.max_retries, overrides) if max_trials is None else given_up
 
 
+def _describe_overrides(cfg: StudyConfig, overrides: dict[str, Any]) -> str:
+    if not overrides:
+        return "fixed: the study file's settings"
+    return "best search trial: " + json.dumps(overrides, sort_keys=True)
+
+
 def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
     """The repeats as tables for the report: results, curves, head similarity, provenance, gaps."""
     import pandas as pd
@@ -714,7 +720,7 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
         "seeds": ", ".join(str(s) for s in sorted({r["seed"] for r in rows})),
         "trial numbers": f"{min(numbers)}-{max(numbers)} ({len(numbers)} trials)" if numbers else "none",
         "training wall time": f"{wall / 60:.1f} min",
-        "hyperparameters": json.dumps(best_overrides(cfg, paths), sort_keys=True) or "{}",
+        "hyperparameters": _describe_overrides(cfg, best_overrides(cfg, paths)),
     })
     return {
         "results": pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"]),
