@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a study: the search, then the seeded repeats, then the report")
-    run.add_argument("study", type=Path, help="study file (YAML)")
+    run.add_argument("study", type=Path, nargs="?", default=None,
+                     help="study file (YAML); default: the embedded quickstart study, run in this folder")
     run.add_argument("--phase", choices=(*PHASES, "all"), default="all", help="run one phase only (default: all)")
     run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     run.add_argument("--gpus", default=None, help="comma-separated GPU ids: one worker per GPU, e.g. 0,1,2,3")
@@ -74,12 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: Path, workers: int = 1):
+def _load(path: Path | None, workers: int = 1):
     from ablate.config import load_study
     from ablate.study import check_study, resolve_paths
 
-    cfg = load_study(path)
-    paths = resolve_paths(cfg, path)
+    if path is None:  # the embedded quickstart: its storage and runs go under this folder
+        from importlib.resources import files
+
+        path = Path(str(files("ablate") / "studies" / "quickstart.yaml"))
+        cfg = load_study(path)
+        paths = resolve_paths(cfg, path, base=Path.cwd())
+    else:
+        cfg = load_study(path)
+        paths = resolve_paths(cfg, path)
     check_study(cfg, paths, workers=workers)
     return cfg, paths
 
@@ -148,7 +156,7 @@ def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int
             env = dict(os.environ, ABLATE_WORKER=str(i), ABLATE_THREADS=str(threads))
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[i]
-            cmd = [sys.executable, "-m", "ablate", "run", str(args.study), "--phase", phase, "--quiet",
+            cmd = [sys.executable, "-m", "ablate", "run", *([str(args.study)] if args.study else []), "--phase", phase, "--quiet",
                    "--workers", str(workers)]
             if args.max_trials is not None:
                 cmd += ["--max-trials", str(args.max_trials)]

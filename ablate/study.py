@@ -111,10 +111,13 @@ class QuietEvents:
 # Paths, storages, checks
 
 
-def resolve_paths(cfg: StudyConfig, study_file: Path) -> StudyPaths:
-    """Where a study keeps its storage, runs and report. Creates nothing."""
-    study_file = Path(study_file).resolve()
-    base = study_file.parent
+def resolve_paths(cfg: StudyConfig, study_file: Path, base: Path | None = None) -> StudyPaths:
+    """Where a study keeps its storage, runs and report. Creates nothing.
+
+    Relative paths are resolved against ``base``, by default the study file's folder.
+    """
+    study_file = Path(study_file).absolute()
+    base = Path(base).absolute() if base is not None else study_file.parent
     storage = cfg.storage or f"sqlite:///{base / 'runs' / (cfg.name + '.db')}"
     if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
         rel = storage[len("sqlite:///"):]

@@ -111,3 +111,15 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(capsys, write_study, 
     trials = search_study(cfg, open_storage(resolve_paths(cfg, path).storage)).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert "loss became nan" in trials[0].user_attrs["fail_reason"]
+
+
+def test_without_a_study_file_run_uses_the_embedded_quickstart(tmp_path):
+    from ablate.cli import _load
+
+    cfg, paths = _load(None)
+    assert cfg.name == "quickstart" and cfg.dataset.name == "digits"
+    assert paths.storage == f"sqlite:///{tmp_path / 'runs' / 'quickstart.db'}"  # under the working folder
+    from pathlib import Path
+
+    shipped = Path(__file__).parent.parent / "studies" / "quickstart.yaml"
+    assert paths.study_file.read_text() == shipped.read_text()
