@@ -95,10 +95,19 @@ def write_report_dir(
         rope=rope,
         alpha=alpha,
         missing=missing,
+        similarity=_similarity_summary(similarity, results),
     )
     report = out_dir / "report.md"
     _write_atomic(report, text.encode("utf-8"))
     return report
+
+
+def _similarity_summary(similarity: pd.DataFrame | None, results: pd.DataFrame) -> pd.DataFrame | None:
+    if similarity is None or similarity.empty:
+        return None
+    if "dataset" not in similarity.columns:  # one dataset: the results name it
+        similarity = similarity.assign(dataset=results["dataset"].iloc[0])
+    return stats.summarize_similarity(similarity)
 
 
 def _csv(frame: pd.DataFrame) -> str:

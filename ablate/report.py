@@ -363,6 +363,24 @@ def _provenance_section(provenance: Mapping[str, object] | None) -> list[str]:
 # --------------------------------------------------------------------------- report
 
 
+def _similarity_section(similarity: pd.DataFrame | None) -> list[str]:
+    if similarity is None or similarity.empty:
+        return []
+    lines = [
+        "## Head similarity",
+        "",
+        "Mean cosine similarity of the two heads' feature maps on the test split (along channels at",
+        "every location), per DueHeadNet run: the FMCE penalty is meant to push it down.",
+        "",
+        "| dataset | arm | n | mean | sd |",
+        "|---|---|---|---|---|",
+    ]
+    for row in similarity.itertuples(index=False):
+        sd = "–" if pd.isna(row.sd) else f"{row.sd:.3f}"
+        lines.append(f"| {row.dataset} | {row.arm} | {row.n} | {row.mean:.3f} | {sd} |")
+    return lines + [""]
+
+
 def render_report(
     comparisons: pd.DataFrame,
     summaries: pd.DataFrame,
@@ -374,6 +392,7 @@ def render_report(
     rope: float = 0.1,
     alpha: float = 0.05,
     missing: Sequence[str] = (),
+    similarity: pd.DataFrame | None = None,
 ) -> str:
     """Return the markdown report.
 
@@ -389,6 +408,7 @@ def render_report(
         rope: half-width of the region of practical equivalence used, in points.
         alpha: significance level used.
         missing: planned runs without a result, listed under the warnings.
+        similarity: output of :func:`ablate.stats.summarize_similarity`, or None.
     """
     figures = figures or {}
     lines = [f"# {title}", ""]
@@ -396,6 +416,7 @@ def render_report(
     lines += ["## Results per dataset", ""]
     for dataset in _datasets(comparisons, summaries):
         lines += _dataset_section(dataset, comparisons, summaries, figures, rope)
+    lines += _similarity_section(similarity)
     lines += _warning_section(comparisons, aggregate, missing)
     lines += _aggregate_section(aggregate, figures, alpha)
     lines += _procedure_section(rope, alpha)

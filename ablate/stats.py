@@ -100,6 +100,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from ablate.errors import ConfigError, DataError
 
 __all__ = [
+    "summarize_similarity",
     "RESULT_COLUMNS",
     "COMPARISON_COLUMNS",
     "SUMMARY_COLUMNS",
@@ -409,6 +410,18 @@ def summarize_arm(dataset: str, arm: str, accuracy: Sequence[float] | np.ndarray
         ci_low=ci_low,
         ci_high=ci_high,
     )
+
+
+def summarize_similarity(similarity: pd.DataFrame) -> pd.DataFrame:
+    """Mean cosine similarity of the two heads' feature maps per dataset x arm.
+
+    Input columns ``dataset, arm, seed, head_similarity`` (one row per DueHeadNet run); output
+    ``dataset, arm, n, mean, sd`` (sd with n - 1; NaN for one run). It tells whether the FMCE
+    penalty did what it claims: FMCE's heads should be less alike than NFMCE's.
+    """
+    grouped = similarity.groupby(["dataset", "arm"], sort=False)["head_similarity"]
+    out = grouped.agg(n="count", mean="mean", sd="std").reset_index()
+    return out[["dataset", "arm", "n", "mean", "sd"]]
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

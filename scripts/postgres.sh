@@ -13,7 +13,8 @@ start_postgres() {
         bin=$(_pg_bin)
     fi
     PG_DIR=$(mktemp -d /tmp/ablate-pg.XXXXXX)
-    PG_PORT=${ABLATE_PG_PORT:-55432}
+    # a free port on loopback unless ABLATE_PG_PORT names one
+    PG_PORT=${ABLATE_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
     local as=()
     if [ "$(id -u)" = 0 ]; then  # the server refuses to run as root
         chown postgres "$PG_DIR"

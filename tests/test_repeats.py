@@ -115,6 +115,7 @@ def test_report_from_storage_and_from_its_results_csv_agree(write_study, tmp_pat
     assert [tuple(r) for r in comparisons[["arm_a", "arm_b"]].values] == [("fmce", "nfmce"), ("nfmce", "single"), ("fmce", "single")]
     report = (folder / "report.md").read_text()
     assert "git_commit" in report and "torch" in report
+    assert "## Head similarity" in report and "| digits | fmce | 2 |" in report
     out = tmp_path / "again"
     assert main(["report", "--results", str(folder / "results.csv"), "--out", str(out)]) == 0
     assert (out / "comparisons.csv").read_bytes() == (folder / "comparisons.csv").read_bytes()

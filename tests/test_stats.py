@@ -368,3 +368,14 @@ def test_bad_rope_and_alpha():
         stats.compare(table({"a": A, "b": B}), rope=-1)
     with pytest.raises(ConfigError, match="alpha"):
         stats.compare(table({"a": A, "b": B}), alpha=1.5)
+
+
+def test_similarity_summary_per_arm():
+    from ablate.stats import summarize_similarity
+
+    sim = pd.DataFrame({"dataset": ["d"] * 4, "arm": ["fmce", "fmce", "nfmce", "nfmce"], "seed": [0, 1, 0, 1],
+                        "head_similarity": [0.1, 0.3, 0.5, 0.5]})
+    out = summarize_similarity(sim)
+    assert out["arm"].tolist() == ["fmce", "nfmce"] and out["n"].tolist() == [2, 2]
+    assert out["mean"].tolist() == pytest.approx([0.2, 0.5])
+    assert out["sd"].tolist() == pytest.approx([0.1414213562, 0.0])

@@ -111,3 +111,31 @@ def test_killed_worker_on_postgres_is_retried_through_the_heartbeat(tmp_path):
     out, _ = second.communicate(timeout=600)
     assert second.returncode == 0, out
     _check_everything_ran_once(cfg, paths, trial.number)
+
+
+def test_repeats_killed_mid_trial_and_restarted_end_with_every_cell_once(tmp_path):
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(tiny_study_text(name="killrep", n_trials=1, epochs=3, extra=REPEATS))
+    cfg = load_study(study_file)
+    paths = resolve_paths(cfg, study_file)
+    search = _ablate(["run", str(study_file), "--phase", "search"], tmp_path)
+    assert search.wait(timeout=300) == 0
+    worker = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
+    study = repeats_study(cfg, open_storage(paths.storage))
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None and time.monotonic() < deadline:  # the second cell, mid-training
+        victim = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                       if t.number >= 1 and t.intermediate_values), None)
+        time.sleep(0.1)
+    assert victim is not None
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    again = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    trials = study.get_trials()
+    complete = [(t.params["arm"], t.params["dataset"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(complete) == sorted((c["arm"], c["dataset"], c["seed"]) for c in repeat_cells(cfg))
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [victim.number]
+    assert len(trials) == len(complete) + 1
