@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def _offline_and_small(tmp_path_factory):
     os.environ["ABLATE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["HF_HUB_OFFLINE"] = "1"
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="module")
+def cheap_gc():
+    """statsmodels' Holm branch calls gc.collect() on every call (0.1 s each once pandas,
+    scipy and matplotlib are loaded); freezing what exists already keeps the tests fast."""
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)

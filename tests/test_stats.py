@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import math
 import warnings
 
@@ -19,13 +18,7 @@ from ablate import stats
 from ablate.errors import ConfigError, DataError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_gc():
-    """statsmodels' Holm branch calls gc.collect() on every call (0.1 s each once pandas,
-    scipy and matplotlib are loaded); freezing what exists already keeps the tests fast."""
-    gc.freeze()
-    yield
-    gc.unfreeze()
+pytestmark = pytest.mark.usefixtures("cheap_gc")
 
 
 def table(
