@@ -315,6 +315,8 @@ def requeue_dead_trials(study: optuna.Study, url: str, max_retry: int) -> list[i
     Returns the numbers of the trials failed here.
     """
     if storage_kind(url) == "rdb":
+        # Optuna fails them and its callback enqueues the retries (which record the failed
+        # trial's number as the system attribute 'failed_trial').
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
         after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
@@ -331,8 +333,8 @@ def requeue_dead_trials(study: optuna.Study, url: str, max_retry: int) -> list[i
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker got there first
         failed.append(t.number)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-        retry(study, study._storage.get_trial(t._trial_id))
+        # ``t`` was read while the trial ran, so its retry does not inherit the fail_reason.
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, t)
     return failed
 
 
@@ -536,7 +538,9 @@ def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable
             study.tell(trial, state=TrialState.FAIL)
             events.message(f"trial {trial.number} failed: {exc}")
             if _too_many_failures(study, want):
-                raise TrainingError(f"study {study.study_name}: {want} trials failed; stopping") from None
+                failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+                raise TrainingError(f"study {study.study_name}: {failed} trials failed, twice the "
+                                    f"{want} asked for; stopping (see each trial's fail_reason)") from None
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise

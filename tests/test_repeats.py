@@ -78,6 +78,7 @@ def test_a_dead_workers_repeat_is_run_again(write_study):
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
     # it died before its first suggest: its cell travels in the enqueued 'fixed_params'
     assert len(retried) == 1 and retried[0].params == failed[0].system_attrs["fixed_params"]
+    assert "fail_reason" not in retried[0].user_attrs
 
 
 def test_a_cell_that_keeps_failing_is_named_missing_in_the_report(write_study, monkeypatch):

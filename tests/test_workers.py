@@ -63,6 +63,7 @@ def _check_everything_ran_once(cfg, paths, killed_number: int) -> None:
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     retries = [t for t in complete if t.system_attrs.get("failed_trial") == killed_number]
     assert len(retries) == 1 and retries[0].params == failed[0].params  # same parameters again
+    assert "fail_reason" not in retries[0].user_attrs
 
     repeats = repeats_study(cfg, storage).get_trials()
     cells = [(t.params["arm"], t.params["dataset"], t.params["seed"]) for t in repeats if t.state == TrialState.COMPLETE]
@@ -91,6 +92,8 @@ def test_killed_worker_on_a_journal_file_is_requeued(tmp_path):
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     _check_everything_ran_once(cfg, paths, trial.number)
+    killed = search_study(cfg, open_storage(paths.storage)).trials[trial.number]
+    assert killed.user_attrs["fail_reason"] == f"worker {pid} on {os.uname().nodename} died"
 
 
 @pytest.mark.skipif(POSTGRES is None, reason="needs the PostgreSQL server that scripts/test.sh starts")
