@@ -37,21 +37,13 @@ def arm_comparison(results: pd.DataFrame, path: str | Path, title: str, *, seed:
         seed: seed of the horizontal jitter, so the same data give the same picture.
     """
     _require(results, ("arm", "seed", "accuracy"), "arm_comparison")
-    arms = list(pd.unique(results["arm"]))
-    rng = np.random.default_rng(seed)
-    fig = _figure(max(4.0, 1.3 * len(arms) + 1.5), 4.0)
-    ax = fig.add_subplot()
-    for x, arm in enumerate(arms):
-        acc = results.loc[results["arm"] == arm, "accuracy"].to_numpy(dtype=float)
+    fig, ax, groups = _seed_strip(results, "accuracy", 100.0, seed)
+    for x, arm, acc in groups:
         summary = summarize_arm("", arm, acc)
-        jitter = rng.uniform(-_JITTER, _JITTER, size=acc.size)
-        ax.scatter(x + jitter, acc * 100.0, s=18, alpha=0.6, color=f"C{x}", zorder=2, label=None)
         _mean_with_ci(ax, x + 0.25, summary.mean, summary.ci_low, summary.ci_high, f"C{x}")
-    ax.set_xticks(range(len(arms)), [_arm_label(results, a) for a in arms])
-    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_xticks(range(len(groups)), [_arm_label(results, arm) for _, arm, _ in groups])
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
     ax.text(
         0.99, 0.01, "points: seeds; bar: mean and 95% t CI", transform=ax.transAxes,
         ha="right", va="bottom", fontsize=7, color="0.4",
@@ -96,20 +88,13 @@ def head_similarity(
         path: where the PNG goes.
     """
     _require(similarity, ("arm", "seed", "head_similarity"), "head_similarity")
-    arms = list(pd.unique(similarity["arm"]))
-    rng = np.random.default_rng(seed)
-    fig = _figure(max(4.0, 1.3 * len(arms) + 1.5), 4.0)
-    ax = fig.add_subplot()
-    for x, arm in enumerate(arms):
-        values = similarity.loc[similarity["arm"] == arm, "head_similarity"].to_numpy(dtype=float)
-        ax.scatter(x + rng.uniform(-_JITTER, _JITTER, values.size), values, s=18, alpha=0.6, color=f"C{x}")
+    fig, ax, groups = _seed_strip(similarity, "head_similarity", 1.0, seed)
+    for x, _, values in groups:
         if values.size:
             ax.hlines(np.mean(values), x - 0.25, x + 0.25, color=f"C{x}", lw=2.0)
-    ax.set_xticks(range(len(arms)), arms)
-    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_xticks(range(len(groups)), [arm for _, arm, _ in groups])
     ax.set_ylabel("head similarity")
     ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
 
@@ -156,6 +141,27 @@ def _cliques(ranks: Sequence[float], cd: float) -> list[tuple[int, int]]:
         if j > i and not (runs and runs[-1][1] >= j):
             runs.append((i, j))
     return runs
+
+
+def _seed_strip(frame: pd.DataFrame, column: str, scale: float, seed: int):
+    """A figure with one jittered point per seed for every arm, side by side.
+
+    Returns (figure, axes, [(x, arm, values)]) with the values unscaled, for the caller to add
+    its summary marks.
+    """
+    arms = list(pd.unique(frame["arm"]))
+    rng = np.random.default_rng(seed)
+    fig = _figure(max(4.0, 1.3 * len(arms) + 1.5), 4.0)
+    ax = fig.add_subplot()
+    groups = []
+    for x, arm in enumerate(arms):
+        values = frame.loc[frame["arm"] == arm, column].to_numpy(dtype=float)
+        jitter = rng.uniform(-_JITTER, _JITTER, size=values.size)
+        ax.scatter(x + jitter, values * scale, s=18, alpha=0.6, color=f"C{x}", zorder=2)
+        groups.append((x, arm, values))
+    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.grid(axis="y", alpha=0.3)
+    return fig, ax, groups
 
 
 def _mean_with_ci(ax, x: float, mean: float, low: float, high: float, color: str) -> None:
