@@ -416,7 +416,7 @@ def _environment(device: torch.device) -> dict[str, Any]:
     import torch
 
     import ablate
-    from ablate.study import _git_commit  # the commit as trials record it
+    from ablate.study import git_commit  # the commit as trials record it
 
     on_cuda = device.type == "cuda"
     return {
@@ -426,7 +426,7 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "autocast": "bf16" if on_cuda else None,
         "channels_last": on_cuda,
         "ablate": ablate.__version__,
-        "git_commit": _git_commit(Path(ablate.__file__).parent),
+        "git_commit": git_commit(Path(ablate.__file__).parent),
         "torch": torch.__version__,
         "timm": timm.__version__,
         "optuna": optuna.__version__,

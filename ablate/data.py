@@ -33,6 +33,7 @@ __all__ = [
     "split_indices",
     "DeviceImages",
     "register_dataset",
+    "save_atomic",
 ]
 
 CACHE_VERSION = 1
@@ -207,12 +208,18 @@ def load_images(cfg: DatasetConfig, base: Path) -> ImageTensors:
         count += 1
     if count != n:
         raise DataError(f"dataset {cfg.name!r}: expected {n} images, read {count}")
+    save_atomic({"images": images, "labels": labels, "classes": list(classes)}, path)
+    return ImageTensors(images, labels, classes)
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a killed worker never
+    leaves half a cache file or checkpoint behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
-    torch.save({"images": images, "labels": labels, "classes": list(classes)}, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
-    return ImageTensors(images, labels, classes)
 
 
 def _to_square_uint8(image: object, size: int) -> torch.Tensor:

@@ -52,6 +52,7 @@ __all__ = [
     "collect_results",
     "requeue_dead_trials",
     "provenance",
+    "git_commit",
 ]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -342,7 +343,7 @@ def requeue_dead_trials(study: optuna.Study, url: str, max_retry: int) -> list[i
 # Provenance
 
 
-def _git_commit(folder: Path) -> str:
+def git_commit(folder: Path) -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
@@ -365,7 +366,7 @@ def provenance(paths: StudyPaths) -> dict[str, str]:
     return {
         "study_file": str(paths.study_file),
         "study_sha256": hashlib.sha256(paths.study_file.read_bytes()).hexdigest()[:16],
-        "git_commit": _git_commit(Path(ablate.__file__).parent),
+        "git_commit": git_commit(Path(ablate.__file__).parent),
         "ablate": ablate.__version__,
         "torch": torch.__version__,
         "timm": timm.__version__,
@@ -537,8 +538,8 @@ def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable
         except (TrainingError,) as exc:
             study.tell(trial, state=TrialState.FAIL)
             events.message(f"trial {trial.number} failed: {exc}")
-            if _too_many_failures(study, want):
-                failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+            failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+            if failed >= 2 * max(want, 1):
                 raise TrainingError(f"study {study.study_name}: {failed} trials failed, twice the "
                                     f"{want} asked for; stopping (see each trial's fail_reason)") from None
         except BaseException:
@@ -548,10 +549,6 @@ def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable
             study.tell(trial, value)
         events.trial_finished(label or study.study_name, study._storage.get_trial(trial._trial_id))
     return ran
-
-
-def _too_many_failures(study: optuna.Study, want: int) -> bool:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) >= max(want, 1) * 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -685,10 +682,10 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
                     max_retry=cfg.repeats.max_retries, max_trials=max_trials, label="repeats")
         if max_trials is not None or ran == 0:
             break  # a pass that ran nothing found no failed cell left to retry
-    return _enqueue_missing(study, paths, cells, cfg.repeats.max_retries, overrides) if max_trials is None else given_up
+    return given_up  # from the last pass, which ran nothing (or was cut short by max_trials)
 
 
-def _describe_overrides(cfg: StudyConfig, overrides: dict[str, Any]) -> str:
+def _describe_overrides(overrides: dict[str, Any]) -> str:
     if not overrides:
         return "fixed: the study file's settings"
     return "best search trial: " + json.dumps(overrides, sort_keys=True)
@@ -727,7 +724,7 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
         "seeds": ", ".join(str(s) for s in sorted({r["seed"] for r in rows})),
         "trial numbers": f"{min(numbers)}-{max(numbers)} ({len(numbers)} trials)" if numbers else "none",
         "training wall time": f"{wall / 60:.1f} min",
-        "hyperparameters": _describe_overrides(cfg, best_overrides(cfg, paths)),
+        "hyperparameters": _describe_overrides(best_overrides(cfg, paths)),
     })
     return {
         "results": pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"]),

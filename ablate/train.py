@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.config import ConstraintConfig, ModelConfig, RunConfig, config_hash
-from ablate.data import DeviceImages, ImageTensors, Splits, load_images, split_indices
+from ablate.data import DeviceImages, ImageTensors, Splits, load_images, save_atomic, split_indices
 from ablate.errors import ConfigError, TrainingError
 from ablate.models import build_model, count_parameters, fmce_penalty, head_similarity
 from ablate.records import EpochStats, TrialResult
@@ -110,9 +110,9 @@ def train_run(
     model = build_model(cfg.model, images.num_classes, cfg.dataset.image_size, model1_state).to(device)
     counts = count_parameters(model)
     result = _fit(cfg, model, images, splits, device, on_epoch)
-    if cfg.model.kind == "single" and cache_dir is not None:
-        _save_atomic(result.pop("best_state_backbone"), stage1_path(cfg, cache_dir))
-    result.pop("best_state_backbone", None)
+    backbone_state = result.pop("best_state_backbone")
+    if backbone_state is not None and cache_dir is not None:  # single head: serves as a stage-1 model1
+        save_atomic(backbone_state, stage1_path(cfg, cache_dir))
     return TrialResult(
         n_params=counts.total,
         n_trainable=counts.trainable,
@@ -137,13 +137,6 @@ def _stage1_weights(cfg: RunConfig, base: Path, cache_dir: Path | None, log: Log
     train_run(single, base=base, cache_dir=cache_dir)
     return torch.load(path, weights_only=True, map_location="cpu"), {"checkpoint": str(path), "reused": False}
 
-
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def _fit(cfg: RunConfig, model: nn.Module, images: ImageTensors, splits: Splits, device: torch.device,
