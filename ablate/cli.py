@@ -119,8 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     display = _display(args.quiet)
     with display:
         if "search" in phases:
-            display.phase("search", cfg.search.n_trials)
-            st.run_search(cfg, paths, display, max_trials=args.max_trials)
+            display.phase("search", cfg.search.n_trials * len(st.search_names(cfg)))
+            st.run_searches(cfg, paths, display, max_trials=args.max_trials)
         if "repeats" in phases:
             display.phase("repeats", len(st.repeat_cells(cfg)))
             st.run_repeats(cfg, paths, display, max_trials=args.max_trials)
@@ -145,7 +145,7 @@ def _set_threads(workers: int) -> None:
 
 def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int:
     """N worker processes per phase; the report is written once all have finished."""
-    from ablate.study import repeat_cells
+    from ablate.study import repeat_cells, search_names
     from ablate.train import available_cores
 
     threads = max(1, available_cores() // workers)
@@ -177,7 +177,7 @@ def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int
             print(f"ablate: error: {sum(c != 0 for c in codes)} of {workers} {phase} workers failed "
                   f"(exit codes {codes}); run the same command again to continue", file=sys.stderr)
             return 1
-        total = cfg.search.n_trials if phase == "search" else len(repeat_cells(cfg))
+        total = cfg.search.n_trials * len(search_names(cfg)) if phase == "search" else len(repeat_cells(cfg))
         print(f"{phase}: done ({total} trials)")
     if "search" in phases and cfg.search.n_trials > 0:
         _print_best(cfg, paths)
@@ -191,26 +191,28 @@ def _print_best(cfg, paths) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ablate.study import open_storage, redact, search_study
+    from ablate.study import open_storage, redact, search_names, search_study
 
-    study = search_study(cfg, open_storage(paths.storage))
-    trials = study.get_trials(deepcopy=False)
-    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
     console = Console()
-    table = Table(title=f"best trials of {cfg.name}")
-    for col in ("trial", "val acc", "test acc", "params", "head sim", "minutes"):
-        table.add_column(col)
-    for t in complete[:5]:
-        sim = t.user_attrs.get("head_similarity")
-        table.add_row(
-            str(t.number), f"{t.value:.4f}", f"{t.user_attrs.get('test_accuracy', float('nan')):.4f}",
-            ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items()),
-            "-" if sim is None else f"{sim:.3f}", f"{t.user_attrs.get('wall_time', 0) / 60:.1f}",
-        )
-    console.print(table)
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    console.print(f"trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
-                  f"(test accuracy is recorded, never used to choose)")
+    storage = open_storage(paths.storage)
+    for arm in search_names(cfg):
+        study = search_study(cfg, storage, arm)
+        trials = study.get_trials(deepcopy=False)
+        complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
+        table = Table(title=f"best trials of {study.study_name}")
+        for col in ("trial", "val acc", "test acc", "params", "head sim", "minutes"):
+            table.add_column(col)
+        for t in complete[:5]:
+            sim = t.user_attrs.get("head_similarity")
+            table.add_row(
+                str(t.number), f"{t.value:.4f}", f"{t.user_attrs.get('test_accuracy', float('nan')):.4f}",
+                ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items()),
+                "-" if sim is None else f"{sim:.3f}", f"{t.user_attrs.get('wall_time', 0) / 60:.1f}",
+            )
+        console.print(table)
+        counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        console.print(f"trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed "
+                      f"(test accuracy is recorded, never used to choose)")
     console.print(f"dashboard: ablate dashboard {cfg_path_hint(paths)}   "
                   f"(or: optuna-dashboard {redact(paths.storage)} --artifact-dir {paths.artifacts})")
 
@@ -237,7 +239,9 @@ def _write_report(cfg, paths) -> Path:
     report = write_report_dir(
         data["results"], paths.report_dir, title=f"{cfg.name}: does FMCE help?",
         contrasts=cfg.repeats.contrasts, rope=cfg.repeats.rope, alpha=cfg.repeats.alpha,
+        smallest_effect=cfg.repeats.smallest_effect, still_rising=cfg.repeats.still_rising,
         provenance=data["provenance"], curves=data["curves"], similarity=data["similarity"], missing=missing,
+        tuning=data["tuning"],
     )
     _note_on_dashboard(data["study"], report)
     print(f"report: {report}")

@@ -43,6 +43,9 @@ __all__ = [
     "config_hash",
     "get_path",
     "DEFAULT_ARMS",
+    "CONTROLS",
+    "base_run",
+    "arm_overrides",
 ]
 
 
@@ -88,6 +91,11 @@ class TrainConfig(_Frozen):
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
     compile: bool = False
+    # auto: bf16 autocast (with channels_last) on CUDA and on CPUs with native bf16
+    # (avx512_bf16 / AMX), fp32 elsewhere. The study resolves it once, when a repeat cell is
+    # enqueued or a search trial starts, and stores the result, so one paired study never
+    # mixes precisions.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     @field_validator("device")
     @classmethod
@@ -103,10 +111,13 @@ class Model1Config(_Frozen):
     init: Literal["stage1", "imagenet", "random"] = "stage1"
     freeze: bool = True
     weights: str | None = None  # a local checkpoint file for init: imagenet
-    # Stage-1 recipe for init: stage1; None means the run's own train.lr / train.epochs.
-    # Fixing them lets every trial of a search share one stage-1 run per seed and backbone.
+    # The stage-1 recipe for init: stage1. A study writes them out from its base ``train``
+    # section where they are not set (``base_run``), so a search trial's sampled lr never
+    # reaches model1: FMCE and NFMCE of one seed and backbone always share one model1.
     lr: float | None = Field(None, gt=0.0)
     epochs: int | None = Field(None, ge=1)
+    weight_decay: float | None = Field(None, ge=0.0)
+    batch_size: int | None = Field(None, ge=2)
 
 
 class ConstraintConfig(_Frozen):
@@ -118,7 +129,9 @@ class ConstraintConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    kind: Literal["dual", "single"] = "dual"
+    # ensemble: the averaged logits of two single-head runs of its own (a parameter-matched
+    # control without the constraint); its members' seeds derive from the run's seed.
+    kind: Literal["dual", "single", "ensemble"] = "dual"
     backbone: str = "seresnet18"
     head: Literal["linear", "mlp"] = "linear"
     model1: Model1Config = Model1Config()
@@ -126,9 +139,9 @@ class ModelConfig(_Frozen):
 
     @property
     def arm(self) -> str:
-        """The paper's name for this model: fmce, nfmce or single."""
-        if self.kind == "single":
-            return "single"
+        """The paper's name for this model: fmce, nfmce, single (or ensemble)."""
+        if self.kind in ("single", "ensemble"):
+            return self.kind
         return "fmce" if self.constraint.on else "nfmce"
 
 
@@ -198,6 +211,13 @@ DEFAULT_ARMS: dict[str, dict[str, Any]] = {
 }
 
 
+# Control arms anyone can add to a study, as ``{control: NAME}`` (plus other settings):
+# single-long is a single head trained for as many epochs as a DueHeadNet arm including its
+# stage 1 (compute-matched); ensemble averages the logits of two single heads of its own
+# (parameter-matched, no constraint).
+CONTROLS = ("single-long", "ensemble")
+
+
 class RepeatsConfig(_Frozen):
     """Seeded repeats of chosen arms, paired by seed, for the significance report."""
 
@@ -205,10 +225,14 @@ class RepeatsConfig(_Frozen):
     seeds: int = Field(10, ge=2)
     first_seed: int = 0
     datasets: list[str] = Field(default_factory=list)  # empty: the study's dataset.name
-    params: Literal["best", "fixed"] = "best"
+    # per-arm: every arm gets its own search of search.n_trials trials (the default when the
+    # study has a search); best: one search, its best trial for every arm; fixed: no search.
+    params: Literal["per-arm", "best", "fixed"] | None = None
     contrasts: list[tuple[str, str]] | None = None
-    rope: float = Field(0.1, ge=0.0)
+    rope: float | None = Field(None, ge=0.0)  # None: per data set, max(0.1, one test image)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    smallest_effect: float | None = Field(None, gt=0.0)  # points; sizes seeds_for_smallest_effect
+    still_rising: float = Field(2.0, ge=0.0)  # points of validation gain over the last quarter
     max_retries: int = Field(2, ge=0)
 
     @model_validator(mode="after")
@@ -233,6 +257,13 @@ class StudyConfig(_Frozen):
     def run(self) -> RunConfig:
         return RunConfig(dataset=self.dataset, train=self.train, model=self.model)
 
+    @property
+    def tuning(self) -> str:
+        """How the repeats get their settings: per-arm, best or fixed (see RepeatsConfig.params)."""
+        if self.repeats is None or self.search.n_trials == 0:
+            return "fixed"
+        return self.repeats.params or "per-arm"
+
     @model_validator(mode="after")
     def _overrides_are_valid(self) -> StudyConfig:
         # Every searched value and every arm override must give a valid run config, so a
@@ -245,11 +276,66 @@ class StudyConfig(_Frozen):
             if self.search.sampler.name == "grid" and not isinstance(dim, Choices):
                 raise ValueError(f"search.space.{path}: the grid sampler needs 'choices', not a range")
         if self.repeats is not None:
-            for arm, overrides in self.repeats.arms.items():
+            for arm in self.repeats.arms:
+                try:
+                    overrides = arm_overrides(self, arm)
+                except ConfigError as exc:
+                    raise ValueError(str(exc)) from None
                 for path in overrides:
                     _check_path(self.run, path, f"repeats.arms.{arm}")
                 _validated(self.run, overrides, f"repeats.arms.{arm}")
+            if self.repeats.params == "best" and self.search.n_trials == 0:
+                raise ValueError("repeats.params: best needs a search (search.n_trials > 0); use fixed")
         return self
+
+
+def base_run(cfg: StudyConfig) -> RunConfig:
+    """The study's run settings with the stage-1 recipe written out.
+
+    ``model.model1`` lr, epochs, weight decay and batch size default to the study's base
+    ``train`` section, never to a search trial's sampled values: every trial and cell of one
+    seed and backbone then shares one stage-1 checkpoint, and its key says what trained it.
+    """
+    m1, t = cfg.model.model1, cfg.train
+    pinned = {
+        "model.model1.lr": m1.lr if m1.lr is not None else t.lr,
+        "model.model1.epochs": m1.epochs if m1.epochs is not None else t.epochs,
+        "model.model1.weight_decay": m1.weight_decay if m1.weight_decay is not None else t.weight_decay,
+        "model.model1.batch_size": m1.batch_size if m1.batch_size is not None else t.batch_size,
+    }
+    return with_overrides(cfg.run, pinned, "model.model1")
+
+
+def arm_overrides(cfg: StudyConfig, arm: str) -> dict[str, Any]:
+    """An arm's settings as dotted paths, with a ``control`` arm written out.
+
+    ``control: single-long`` is a single head whose ``train.epochs`` is the DueHeadNet arms'
+    total, stage 1 included (model1.epochs, or train.epochs, plus train.epochs);
+    ``control: ensemble`` is ``model.kind: ensemble``.
+
+    Raises:
+        ConfigError: an unknown control, or a control combined with a setting it decides.
+    """
+    assert cfg.repeats is not None
+    overrides = dict(cfg.repeats.arms[arm])
+    control = overrides.pop("control", None)
+    if control is None:
+        return overrides
+    where = f"repeats.arms.{arm}.control"
+    if control not in CONTROLS:
+        raise ConfigError(f"{where}: unknown control {control!r}; expected one of: {', '.join(CONTROLS)}")
+    decided = {"single-long": ("model.kind", "train.epochs"), "ensemble": ("model.kind",)}[control]
+    clash = sorted(set(decided) & set(overrides))
+    if clash:
+        raise ConfigError(f"{where}: {control} sets {', '.join(clash)} itself; remove it from the arm")
+    if control == "ensemble":
+        return {**overrides, "model.kind": "ensemble"}
+    # A DueHeadNet trains model2 for train.epochs after its stage 1; with another init it
+    # trains (or at least runs) two backbones: count that as a second train.epochs.
+    epochs = cfg.train.epochs
+    m1 = cfg.model.model1
+    first = (m1.epochs or epochs) if m1.init == "stage1" else epochs
+    return {**overrides, "model.kind": "single", "train.epochs": int(first + epochs)}
 
 
 def _validated(run: RunConfig, overrides: dict[str, Any], where: str) -> None:

@@ -36,7 +36,17 @@ class TrialResult:
     wall_time: float
     device: str
     images_per_second: float
+    train_images: int = 0  # training images seen, stage 1 and ensemble members included
+    n_test: int = 0  # test-split size: one test image is 100 / n_test points
     extras: dict = field(default_factory=dict)
+
+    @property
+    def val_gain_last_quarter(self) -> float:
+        """Validation accuracy at the last epoch minus at epoch E - max(1, E // 4): a run
+        still climbing here was stopped too early. NaN with a single epoch."""
+        values = [e.val_accuracy for e in self.curves]
+        k = max(1, len(values) // 4)
+        return values[-1] - values[-1 - k] if len(values) > k else float("nan")
 
     def curves_dict(self) -> list[dict]:
         return [asdict(e) for e in self.curves]

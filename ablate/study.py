@@ -1,7 +1,10 @@
 """The one place that talks to Optuna: storages, the search, the seeded repeats.
 
-A study file gives two Optuna studies in one storage: ``<name>`` (the hyperparameter search)
-and ``<name>:repeats`` (every arm x data set x seed cell, enqueued once each). Workers on one
+A study file gives Optuna studies in one storage: the hyperparameter search (``<name>``, or
+with ``repeats.params: per-arm`` one ``<name>:search:<arm>`` per arm, each with the same
+budget, sampler and pruner over the dimensions that apply to that arm) and ``<name>:repeats``
+(every arm x data set x seed cell, enqueued once each, with the settings it runs with decided
+then and stored on it). Workers on one
 machine or many share the storage; each claims work under a lock (a PostgreSQL advisory lock,
 or a lock file beside a journal or SQLite file), so together they run exactly the requested
 trials. A worker that dies leaves a RUNNING trial behind: RDB storages fail it through Optuna's
@@ -30,12 +33,13 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 import ablate
-from ablate.config import Choices, RunConfig, StudyConfig, config_hash, get_path, with_overrides
+from ablate.config import (Choices, Dimension, RunConfig, StudyConfig, arm_overrides, base_run, config_hash, get_path,
+                           with_overrides)
 from ablate.data import check_dataset
 from ablate.errors import AblateError, ConfigError, StorageError, TrainingError
 from ablate.models import check_backbone
 from ablate.records import EpochStats, TrialResult
-from ablate.train import train_run
+from ablate.train import resolve_device, resolve_precision, train_run
 
 __all__ = [
     "StudyPaths",
@@ -46,9 +50,14 @@ __all__ = [
     "open_storage",
     "search_study",
     "repeats_study",
+    "search_names",
+    "arm_space",
     "run_search",
+    "run_searches",
     "run_repeats",
     "repeat_cells",
+    "repeat_config",
+    "cell_settings",
     "collect_results",
     "requeue_dead_trials",
     "provenance",
@@ -215,9 +224,10 @@ def open_storage(url: str, *, max_retry: int = 2) -> optuna.storages.BaseStorage
         raise StorageError(f"storage {redact(url)}: cannot open ({redact(first)})") from None
 
 
-def search_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
+def search_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage, arm: str | None = None) -> optuna.Study:
+    """The search of the whole study (``arm=None``), or of one arm with per-arm tuning."""
     return optuna.create_study(
-        study_name=cfg.name,
+        study_name=cfg.name if arm is None else f"{cfg.name}:search:{arm}",
         storage=storage,
         sampler=_sampler(cfg),
         pruner=_pruner(cfg),
@@ -387,26 +397,37 @@ def _inactive(path: str, effective: Callable[[str], Any]) -> bool:
     setting for a single-head model.
     """
     dual_only = path.startswith(("model.constraint.", "model.model1.", "model.head"))
-    if dual_only and effective("model.kind") == "single":
+    if dual_only and effective("model.kind") in ("single", "ensemble"):
         return True
     return path.startswith("model.constraint.") and path != "model.constraint.on" and not effective("model.constraint.on")
 
 
-def _suggest(trial: optuna.Trial, cfg: StudyConfig) -> dict[str, Any]:
+def arm_space(cfg: StudyConfig, arm: str | None) -> dict[str, Dimension]:
+    """The search dimensions that apply to an arm: those its own settings do not fix.
+
+    (Dimensions the arm switches off, such as the constraint's weight for NFMCE, are left out
+    when sampled: see ``_inactive``.)"""
+    if arm is None:
+        return dict(cfg.search.space)
+    fixed = arm_overrides(cfg, arm)
+    return {path: dim for path, dim in cfg.search.space.items() if path not in fixed}
+
+
+def _suggest(trial: optuna.Trial, base: RunConfig, space: dict[str, Dimension]) -> dict[str, Any]:
     chosen: dict[str, Any] = {}
 
     def effective(path: str) -> Any:
-        return chosen[path] if path in chosen else get_path(cfg.run, path)
+        return chosen[path] if path in chosen else get_path(base, path)
 
     # Switches first, so that what they switch off is never sampled.
-    order = sorted(cfg.search.space, key=lambda p: (p not in ("model.kind", "model.constraint.on"), p))
+    order = sorted(space, key=lambda p: (p not in ("model.kind", "model.constraint.on"), p))
     for path in order:
         if _inactive(path, effective):
             continue
-        dim = cfg.search.space[path]
+        dim = space[path]
         if isinstance(dim, Choices):
             chosen[path] = trial.suggest_categorical(path, dim.choices)
-        elif isinstance(get_path(cfg.run, path), int) and not isinstance(get_path(cfg.run, path), bool):
+        elif isinstance(get_path(base, path), int) and not isinstance(get_path(base, path), bool):
             step = int(dim.step or 1)
             chosen[path] = trial.suggest_int(path, int(dim.low), int(dim.high), step=step, log=dim.log)
         else:
@@ -425,6 +446,9 @@ def _run_trial(
     """Train one config inside an Optuna trial; store everything a user needs beside the number."""
     import torch
 
+    if run_cfg.train.precision == "auto":  # a search trial: resolved by the worker that runs it
+        precision = resolve_precision("auto", resolve_device(run_cfg.train.device))
+        run_cfg = with_overrides(run_cfg, {"train.precision": precision}, "precision")
     trial.set_user_attr("config", run_cfg.model_dump(mode="json"))
     trial.set_user_attr("config_hash", config_hash(run_cfg))
     trial.set_user_attr("seed", run_cfg.train.seed)
@@ -476,6 +500,9 @@ def _record(trial: optuna.Trial, result: TrialResult) -> None:
     trial.set_user_attr("wall_time", round(result.wall_time, 3))
     trial.set_user_attr("device", result.device)
     trial.set_user_attr("images_per_second", round(result.images_per_second, 2))
+    trial.set_user_attr("train_images", result.train_images)
+    trial.set_user_attr("n_test", result.n_test)
+    trial.set_user_attr("val_gain_last_quarter", result.val_gain_last_quarter)
     if result.extras:
         trial.set_user_attr("extras", result.extras)
 
@@ -555,65 +582,127 @@ def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable
 # Phases
 
 
+def search_names(cfg: StudyConfig) -> list[str | None]:
+    """The searches a study runs: one per arm with per-arm tuning, else one (``None``)."""
+    if cfg.search.n_trials == 0:
+        return []
+    if cfg.tuning == "per-arm":
+        assert cfg.repeats is not None
+        return list(cfg.repeats.arms)
+    return [None]
+
+
 def run_search(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None,
-               max_trials: int | None = None) -> optuna.Study:
+               max_trials: int | None = None, arm: str | None = None) -> optuna.Study:
     """Run search trials until ``search.n_trials`` of them have finished (complete or pruned).
 
-    Failed trials (NaN loss, out of memory) are recorded with their reason and do not count;
-    re-running a finished study runs nothing.
+    With ``arm``, the search of that arm alone (``<name>:search:<arm>``): the study's settings
+    with the arm's own, over the dimensions that apply to it (``arm_space``). Failed trials
+    (NaN loss, out of memory) are recorded with their reason and do not count; re-running a
+    finished study runs nothing.
     """
     events = events or QuietEvents()
     storage = open_storage(paths.storage)
-    study = search_study(cfg, storage)
+    study = search_study(cfg, storage, arm)
     study.set_user_attr("ablate:provenance", provenance(paths))
+    base = base_run(cfg)
+    if arm is not None:
+        base = with_overrides(base, arm_overrides(cfg, arm), f"repeats.arms.{arm}")
+    space = arm_space(cfg, arm)
 
     def objective(trial: optuna.Trial) -> float:
-        overrides = _suggest(trial, cfg)
-        run_cfg = with_overrides(cfg.run, overrides, f"trial {trial.number}")
-        return _run_trial(trial, run_cfg, paths, events, cfg.name, prune=True)
+        overrides = _suggest(trial, base, space)
+        run_cfg = with_overrides(base, overrides, f"trial {trial.number}")
+        if arm is not None:
+            trial.set_user_attr("arm", arm)
+        return _run_trial(trial, run_cfg, paths, events, study.study_name, prune=True)
 
     _work(study, paths, cfg.search.n_trials, objective, events, only_waiting=False,
-          max_retry=2, max_trials=max_trials, label="search")
+          max_retry=2, max_trials=max_trials, label="search" if arm is None else f"search {arm}")
     return study
 
 
-def best_overrides(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
-    """The hyperparameters the repeats use: the best search trial's, or none (fixed values)."""
-    if cfg.repeats is None or cfg.repeats.params == "fixed" or cfg.search.n_trials == 0:
-        return {}
-    study = search_study(cfg, open_storage(paths.storage))
+def run_searches(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None,
+                 max_trials: int | None = None) -> dict[str | None, optuna.Study]:
+    """Every search of the study (``search_names``), one after the other, each to its budget.
+
+    ``max_trials`` caps the trials run by this call over all of them (tests: stop early).
+    """
+    studies: dict[str | None, optuna.Study] = {}
+    left = max_trials
+    for arm in search_names(cfg):
+        if left is not None and left <= 0:
+            break
+        before = _ran_here(studies)
+        studies[arm] = run_search(cfg, paths, events, max_trials=left, arm=arm)
+        if left is not None:
+            left -= _ran_here(studies) - before
+    return studies
+
+
+def _ran_here(studies: dict) -> int:
+    return sum(len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+               for s in studies.values())
+
+
+def _best_trial(study: optuna.Study, what: str) -> FrozenTrial:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise ConfigError(
-            f"repeats.params: best: the search of {cfg.name!r} has no completed trial yet; "
-            f"run the search first or set repeats.params: fixed"
+            f"repeats.params: {what}: the search {study.study_name!r} has no completed trial yet; "
+            f"run the search first (ablate run STUDY --phase search) or set repeats.params: fixed"
         )
-    best = max(complete, key=lambda t: (t.value, -t.number))
-    return dict(best.params)
+    return max(complete, key=lambda t: (t.value, -t.number))
+
+
+def cell_settings(cfg: StudyConfig, paths: StudyPaths, arm: str) -> dict[str, Any]:
+    """What every repeat cell of ``arm`` runs with, decided once, when its first cell is enqueued.
+
+    ``settings``: the searched values (the arm's own best trial with per-arm tuning, the one
+    best trial of the study with ``best``, none with ``fixed``); ``precision``: ``train.precision``
+    resolved on this machine; ``tuning``: where the settings came from.
+    """
+    method = cfg.tuning
+    settings: dict[str, Any] = {}
+    source = "the study file's settings"
+    if method != "fixed":
+        study = search_study(cfg, open_storage(paths.storage), arm if method == "per-arm" else None)
+        best = _best_trial(study, method)
+        settings = dict(best.params)
+        source = f"{study.study_name} trial {best.number} (validation accuracy {best.value:.4f})"
+    run = repeat_config(cfg, {"settings": settings, "precision": "auto"},
+                        {"arm": arm, "dataset": cfg.dataset.name, "seed": cfg.train.seed})
+    precision = resolve_precision(run.train.precision, resolve_device(run.train.device))
+    return {"settings": settings, "precision": precision, "tuning": {"method": method, "source": source}}
 
 
 def repeat_cells(cfg: StudyConfig) -> list[dict[str, Any]]:
     """Every (arm, dataset, seed) cell of the repeats, in the order they are run.
 
     Seed by seed, so an interrupted run leaves complete pairs; single-head arms first within a
-    seed, so that their checkpoint can serve as model1 (init: stage1) of the DueHeadNet arms
-    of the same seed: one training instead of two.
+    seed, so that a single run whose recipe is the stage-1 recipe serves as model1 (init:
+    stage1) of the DueHeadNet arms of the same seed instead of a second training.
     """
     assert cfg.repeats is not None
     datasets = cfg.repeats.datasets or [cfg.dataset.name]
     seeds = range(cfg.repeats.first_seed, cfg.repeats.first_seed + cfg.repeats.seeds)
-    arms = sorted(cfg.repeats.arms, key=lambda a: with_overrides(cfg.run, cfg.repeats.arms[a]).model.kind != "single")
+    kinds = {a: with_overrides(cfg.run, arm_overrides(cfg, a)).model.kind for a in cfg.repeats.arms}
+    arms = sorted(cfg.repeats.arms, key=lambda a: kinds[a] != "single")
     return [{"arm": a, "dataset": d, "seed": s} for d in datasets for s in seeds for a in arms]
 
 
-def repeat_config(cfg: StudyConfig, base_overrides: dict[str, Any], cell: dict[str, Any]) -> RunConfig:
-    """The run of one cell: study settings, then the search's best values, then the arm's own
-    settings, then the cell's data set and seed. Arms override the search (an NFMCE arm stays
-    NFMCE even if the best trial had the constraint on)."""
+def repeat_config(cfg: StudyConfig, stored: dict[str, Any], cell: dict[str, Any]) -> RunConfig:
+    """The run of one cell: the study's settings (stage-1 recipe written out), then the searched
+    values stored on the cell, then the arm's own settings, then the cell's data set and seed,
+    and the precision resolved when the cell was enqueued (unless the arm sets one). Arms
+    override the search (an NFMCE arm stays NFMCE even if the best trial had the constraint on)."""
     assert cfg.repeats is not None
-    run = with_overrides(cfg.run, base_overrides, "best trial")
-    run = with_overrides(run, cfg.repeats.arms[cell["arm"]], f"repeats.arms.{cell['arm']}")
-    return with_overrides(run, {"dataset.name": cell["dataset"], "train.seed": cell["seed"]}, "repeat cell")
+    run = with_overrides(base_run(cfg), stored.get("settings", {}), "tuned settings")
+    run = with_overrides(run, arm_overrides(cfg, cell["arm"]), f"repeats.arms.{cell['arm']}")
+    run = with_overrides(run, {"dataset.name": cell["dataset"], "train.seed": cell["seed"]}, "repeat cell")
+    if run.train.precision == "auto":
+        run = with_overrides(run, {"train.precision": stored.get("precision", "auto")}, "precision")
+    return run
 
 
 def _cell_key(cell: dict[str, Any] | FrozenTrial) -> tuple:
@@ -624,19 +713,29 @@ def _cell_key(cell: dict[str, Any] | FrozenTrial) -> tuple:
     return cell.get("arm"), cell.get("dataset"), cell.get("seed")
 
 
-def _enqueue_missing(study: optuna.Study, paths: StudyPaths, cells: list[dict[str, Any]], max_retry: int,
-                     base_overrides: dict[str, Any]) -> list[dict[str, Any]]:
+_CELL_ATTRS = ("settings", "precision", "tuning")
+
+
+def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths, cells: list[dict[str, Any]],
+                     max_retry: int) -> list[dict[str, Any]]:
     """Enqueue each cell not yet COMPLETE, RUNNING or WAITING, unless it failed too often.
 
-    Returns the cells given up on (failed more than ``max_retry`` times)."""
+    An arm's settings are decided when its first cell is enqueued and copied from there to
+    every later cell of the arm (retries, later seeds): a search trial added since changes
+    nothing already decided. Returns the cells given up on (failed more than ``max_retry`` times).
+    """
     with _claim_lock(study._storage, paths.storage, study.study_name):
         requeue_dead_trials(study, paths.storage, max_retry)
         trials = study.get_trials(deepcopy=False)
         live = {_cell_key(t) for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
         failures: dict[tuple, int] = {}
-        for t in trials:
+        decided: dict[str, dict[str, Any]] = {}
+        for t in sorted(trials, key=lambda t: t.number):
             if t.state in (TrialState.FAIL, TrialState.PRUNED):
                 failures[_cell_key(t)] = failures.get(_cell_key(t), 0) + 1
+            arm = _cell_key(t)[0]
+            if arm not in decided and "settings" in t.user_attrs:
+                decided[arm] = {k: t.user_attrs[k] for k in _CELL_ATTRS if k in t.user_attrs}
         given_up = []
         for cell in cells:
             key = _cell_key(cell)
@@ -645,7 +744,9 @@ def _enqueue_missing(study: optuna.Study, paths: StudyPaths, cells: list[dict[st
             if failures.get(key, 0) > max_retry:
                 given_up.append(cell)
                 continue
-            study.enqueue_trial(cell, user_attrs={"base_overrides": base_overrides})
+            if cell["arm"] not in decided:
+                decided[cell["arm"]] = cell_settings(cfg, paths, cell["arm"])
+            study.enqueue_trial(cell, user_attrs=decided[cell["arm"]])
         return given_up
 
 
@@ -653,12 +754,13 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
                 max_trials: int | None = None) -> list[dict[str, Any]]:
     """Run every (arm, dataset, seed) cell exactly once as a trial of ``<name>:repeats``.
 
-    Returns the cells given up on after ``repeats.max_retries`` failures (the report names them).
+    Each cell runs with the settings stored on its trial when it was enqueued (read back here,
+    never recomputed). Returns the cells given up on after ``repeats.max_retries`` failures
+    (the report names them).
     """
     if cfg.repeats is None:
         return []
     events = events or QuietEvents()
-    overrides = best_overrides(cfg, paths)
     study = repeats_study(cfg, open_storage(paths.storage, max_retry=cfg.repeats.max_retries))
     study.set_user_attr("ablate:provenance", provenance(paths))
     cells = repeat_cells(cfg)
@@ -672,12 +774,14 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
             "dataset": trial.suggest_categorical("dataset", datasets),
             "seed": trial.suggest_categorical("seed", seeds),
         }
-        run_cfg = repeat_config(cfg, overrides, cell)
+        if "settings" not in trial.user_attrs:  # enqueued by an older ablate: cannot say what it ran with
+            raise ConfigError(f"repeat trial {trial.number} carries no settings; start a new repeats study")
+        run_cfg = repeat_config(cfg, trial.user_attrs, cell)
         trial.set_user_attr("arm", cell["arm"])
         return _run_trial(trial, run_cfg, paths, events, f"{cfg.name}:repeats", prune=False)
 
     while True:
-        given_up = _enqueue_missing(study, paths, cells, cfg.repeats.max_retries, overrides)
+        given_up = _enqueue_missing(study, cfg, paths, cells, cfg.repeats.max_retries)
         ran = _work(study, paths, len(cells) - len(given_up), objective, events, only_waiting=True,
                     max_retry=cfg.repeats.max_retries, max_trials=max_trials, label="repeats")
         if max_trials is not None or ran == 0:
@@ -685,14 +789,85 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
     return given_up  # from the last pass, which ran nothing (or was cut short by max_trials)
 
 
-def _describe_overrides(overrides: dict[str, Any]) -> str:
-    if not overrides:
-        return "fixed: the study file's settings"
-    return "best search trial: " + json.dumps(overrides, sort_keys=True)
+RESULT_EXTRAS = ("params", "trainable_params", "train_images", "n_test", "val_gain_last_quarter", "wall_time")
+
+
+def _tuning(cfg: StudyConfig, paths: StudyPaths, trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
+    """Per arm: how it was tuned, the settings its cells ran with (read from the cells, never
+    recomputed), its search's parameter importances and completed validation accuracies."""
+    assert cfg.repeats is not None
+    stored: dict[str, dict[str, Any]] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        arm = _cell_key(t)[0]
+        if arm not in stored and "settings" in t.user_attrs:
+            stored[arm] = t.user_attrs
+    storage = open_storage(paths.storage)
+    out: dict[str, dict[str, Any]] = {}
+    for arm in cfg.repeats.arms:
+        attrs = stored.get(arm, {})
+        info: dict[str, Any] = {
+            "method": cfg.tuning,
+            "settings": dict(attrs.get("settings", {})),
+            "precision": attrs.get("precision"),
+            "source": (attrs.get("tuning") or {}).get("source", ""),
+            "n_trials": 0,
+            "importances": {},
+            "search_values": [],
+        }
+        if cfg.tuning != "fixed":
+            search = search_study(cfg, storage, arm if cfg.tuning == "per-arm" else None)
+            complete = sorted(search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+            info["n_trials"] = len(search.get_trials(deepcopy=False, states=FINISHED))
+            info["search_values"] = [float(t.value) for t in complete]
+            info["importances"] = _importances(search)
+        out[arm] = info
+    return out
+
+
+def _importances(study: optuna.Study) -> dict[str, float]:
+    """Optuna's fANOVA importances of the searched parameters; empty when they cannot be had
+    (fewer than two completed trials, or no parameter that varied)."""
+    try:
+        return {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def relative_study_file(paths: StudyPaths) -> str:
+    """The study file relative to its git repository (or to this folder): no machine paths."""
+    import subprocess
+
+    folder = paths.study_file.parent
+    try:
+        top = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        top = ""
+    for root in (Path(top) if top else None, Path.cwd()):
+        if root is not None:
+            try:
+                return paths.study_file.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                continue
+    return paths.study_file.name
+
+
+def shown_storage(paths: StudyPaths) -> str:
+    """The storage URL for a report: password redacted, a file relative to the study's folder."""
+    url = redact(paths.storage)
+    for scheme in ("sqlite:///", "journal:///"):
+        if url.startswith(scheme):
+            try:
+                rel = Path(url[len(scheme) - 1:]).relative_to(paths.base)
+                return f"{scheme}{rel.as_posix()}"
+            except ValueError:
+                return f"{scheme}{Path(url[len(scheme) - 1:]).name}"
+    return url
 
 
 def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
-    """The repeats as tables for the report: results, curves, head similarity, provenance, gaps."""
+    """The repeats as tables for the report: results (with parameters, training images, test
+    size and late validation gain per run), curves, head similarity, tuning, provenance, gaps."""
     import pandas as pd
 
     assert cfg.repeats is not None
@@ -706,30 +881,38 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
             continue
         seen.add(key)
         arm, dataset, seed = key
-        rows.append({"dataset": dataset, "arm": arm, "seed": seed, "accuracy": t.user_attrs["test_accuracy"]})
-        for e in t.user_attrs.get("curves", []):
+        a = t.user_attrs
+        rows.append({"dataset": dataset, "arm": arm, "seed": seed, "accuracy": a["test_accuracy"],
+                     "params": a.get("n_params"), "trainable_params": a.get("n_trainable"),
+                     "train_images": a.get("train_images"), "n_test": a.get("n_test"),
+                     "val_gain_last_quarter": a.get("val_gain_last_quarter"), "wall_time": a.get("wall_time")})
+        for e in a.get("curves", []):
             curves.append({"dataset": dataset, "arm": arm, "seed": seed, "epoch": e["epoch"],
                            "val_accuracy": e["val_accuracy"]})
-        if t.user_attrs.get("head_similarity") is not None:
-            sims.append({"dataset": dataset, "arm": arm, "seed": seed, "head_similarity": t.user_attrs["head_similarity"]})
+        if a.get("head_similarity") is not None:
+            sims.append({"dataset": dataset, "arm": arm, "seed": seed, "head_similarity": a["head_similarity"]})
         numbers.append(t.number)
-        wall += t.user_attrs.get("wall_time", 0.0)
+        wall += a.get("wall_time", 0.0)
     missing = [c for c in repeat_cells(cfg) if _cell_key(c) not in seen]
     devices = sorted({t.user_attrs.get("device", "?") for t in trials})
-    prov = dict(study.user_attrs.get("ablate:provenance", {}))
+    precisions = sorted({str(t.user_attrs.get("precision")) for t in trials if t.user_attrs.get("precision")})
+    prov = {k: v for k, v in study.user_attrs.get("ablate:provenance", {}).items() if k != "host"}
     prov.update({
-        "storage": redact(paths.storage),
+        "study_file": relative_study_file(paths),
+        "storage": shown_storage(paths),
         "repeats study": study.study_name,
         "device": ", ".join(devices),
+        "precision": ", ".join(precisions),
         "seeds": ", ".join(str(s) for s in sorted({r["seed"] for r in rows})),
         "trial numbers": f"{min(numbers)}-{max(numbers)} ({len(numbers)} trials)" if numbers else "none",
         "training wall time": f"{wall / 60:.1f} min",
-        "hyperparameters": _describe_overrides(best_overrides(cfg, paths)),
+        "tuning": cfg.tuning,
     })
     return {
-        "results": pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"]),
+        "results": pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy", *RESULT_EXTRAS]),
         "curves": pd.DataFrame(curves, columns=["dataset", "arm", "seed", "epoch", "val_accuracy"]),
         "similarity": pd.DataFrame(sims, columns=["dataset", "arm", "seed", "head_similarity"]),
+        "tuning": _tuning(cfg, paths, trials),
         "provenance": prov,
         "missing": missing,
         "study": study,
