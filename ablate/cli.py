@@ -388,7 +388,7 @@ def _print_plan(plan: dict[str, Any]) -> None:
         title = f"{plan['study']}: fixed design, {looks[0]} seeds"
     table = Table(title=title, caption=f"min |diff|: the smallest mean difference that stops a contrast when its "
                                        f"paired sd is {sd:g} points")
-    for col in ("look", "seeds", "alpha spent", "z", "|t| above", "nominal p", "min |diff|", "equivalence"):
+    for col in ("look", "seeds", "alpha spent", "z", "|t| above", "nominal p", "min |diff|", "equiv."):
         table.add_column(col, justify="right")
     for k, b in enumerate(plan["boundaries"], start=1):
         t, half = b["t"], b["half_width"]
@@ -413,7 +413,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
         (f"power against {plan['effect']:g} points", f"{plan['power']:.3f}"),
         ("expected seeds with that effect", f"{plan['expected_seeds']:.1f} of at most {plan['max_seeds']}"),
         ("expected seeds with equal arms", f"{plan['expected_seeds_equal_arms']:.1f}"),
-        ("fixed design with the same power", "more than 100,000 seeds" if fixed is None else f"{fixed} seeds"),
+        ("fixed design with the same power" + (" (0.999)" if plan["power"] > 0.999 else ""),
+         "more than 100,000 seeds" if fixed is None else f"{fixed} seeds"),
     ):
         console.print(f"  {label}: {value}")
     for k, b in enumerate(plan["boundaries"], start=1):

@@ -110,6 +110,9 @@ _CALIBRATION_STUDIES = 1_000_000  # MC error of the calibrated rate: sqrt(alpha 
 _CALIBRATION_SEED = 20240901
 _OC_STUDIES = 200_000
 _OC_SEED = 1
+# Above this the simulated power is 1 to within its Monte-Carlo error, and the fixed design
+# "with the same power" would be set by noise (one more seed per lucky study in 100,000).
+_POWER_CAP = 0.999
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,8 +222,8 @@ class OperatingCharacteristics:
     "equivalent" when the true difference is exactly +rope. ``power``: share ending "A better"
     when the true difference is ``effect`` with paired sd ``sd``. ``expected_seeds`` is under
     that effect, ``expected_seeds_equal`` with equal arms. ``fixed_seeds``: the seeds a fixed
-    paired t-test at ``alpha / m`` needs for the same power (None when it would need more than
-    100,000). ``mc_se`` is the Monte-Carlo standard error of a rate of ``alpha / m``.
+    paired t-test at ``alpha / m`` needs for the same power (capped at 0.999; None when it would
+    need more than 100,000). ``mc_se`` is the Monte-Carlo standard error of a rate of ``alpha / m``.
     """
 
     sd: float
@@ -626,7 +629,7 @@ def operating_characteristics(design: Design, sd: float, effect: float, studies:
         # A fixed design is its own fixed design; comparing its simulated power with the exact
         # one could add a seed by Monte-Carlo noise alone.
         fixed_seeds=(design.max_seeds if not design.sequential
-                     else fixed_design_seeds(effect, sd, a, power) if power > 0 else None),
+                     else fixed_design_seeds(effect, sd, a, min(power, _POWER_CAP)) if power > 0 else None),
         simulations=int(studies), seed=int(seed),
         mc_se=math.sqrt(a * (1 - a) / studies),
     )
