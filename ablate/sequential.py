@@ -548,7 +548,7 @@ def next_action(design: Design, diffs_per_contrast: Mapping[Hashable, Sequence[f
 
 
 def simulate_decisions(design: Design, mean: float, sd: float, studies: int = _OC_STUDIES,
-                       seed: int = _OC_SEED) -> tuple[np.ndarray, np.ndarray]:
+                       seed: int | np.random.SeedSequence = _OC_SEED) -> tuple[np.ndarray, np.ndarray]:
     """Simulate one contrast of ``studies`` studies with normal paired differences.
 
     Returns:
