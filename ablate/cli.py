@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--alpha", type=float, default=0.05, help="significance level (--results)")
     rep.set_defaults(func=cmd_report)
 
+    plan = sub.add_parser("plan", help="a study's sequential design: boundaries per look and error rates, before training")
+    plan.add_argument("study", type=Path, help="study file (YAML)")
+    plan.add_argument("--sd", default=None, metavar="POINTS",
+                      help="sd of the paired differences, points (default: from earlier repeats, else 1.0)")
+    plan.add_argument("--effect", default=None, metavar="POINTS",
+                      help="difference to find, points (default: repeats.smallest_effect, else 3 x rope)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    plan.set_defaults(func=cmd_plan)
+
     dash = sub.add_parser("dashboard", help="start optuna-dashboard on a study's storage")
     dash.add_argument("study", type=Path)
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -277,6 +286,150 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.study}: the study file has no 'repeats' section, so there is nothing to report")
     _write_report(cfg, paths)
     return 0
+
+
+def _points(text: str | None, option: str) -> float | None:
+    """A positive, finite number of points from the command line; argparse's own error would
+    print the usage too, and a user's mistake is one line."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise ConfigError(f"{option}: expected a positive number of points (got {text!r})")
+    return value
+
+
+def _earlier_sd(cfg, study_file: Path) -> float | None:
+    """The sd of paired differences from the study's own earlier repeats; None when there are none.
+
+    TODO(lead): read the storage (or results.csv) once collect_results can do it without torch.
+    """
+    return None
+
+
+def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None) -> dict[str, Any]:
+    from ablate.sequential import make_design, operating_characteristics
+    from ablate.stats import default_contrasts
+
+    rep = cfg.repeats
+    contrasts = rep.contrasts or default_contrasts(list(rep.arms))
+    datasets = rep.datasets or [cfg.dataset.name]
+    sd, sd_source = sd_arg, "--sd"
+    if sd is None:
+        sd, sd_source = _earlier_sd(cfg, study_file), "earlier repeats"
+    if sd is None:
+        sd, sd_source = 1.0, "assumed: no --sd and no earlier repeats to read"
+    effect, effect_source = effect_arg, "--effect"
+    if effect is None and getattr(rep, "smallest_effect", None) is not None:
+        effect, effect_source = float(rep.smallest_effect), "repeats.smallest_effect"
+    if effect is None:
+        if rep.rope <= 0:
+            raise ConfigError(f"{study_file}: repeats.rope is 0, so there is no default effect; pass --effect POINTS")
+        effect, effect_source = 3 * rep.rope, "3 x repeats.rope"
+    design = make_design(rep.looks, alpha=rep.alpha, comparisons=len(contrasts) * len(datasets),
+                         spending=rep.spending, rope=rep.rope)
+    oc = operating_characteristics(design, sd=sd, effect=effect)
+    finite = lambda x: x if x < float("inf") else None  # noqa: E731 - JSON has no inf
+    return {
+        "study": cfg.name,
+        "looks": list(design.seeds),
+        "spending": design.spending if design.sequential else "none (fixed design)",
+        "alpha": design.alpha,
+        "comparisons": design.comparisons,
+        "contrasts": [f"{a} vs {b}" for a, b in contrasts],
+        "datasets": list(datasets),
+        "alpha_per_comparison": design.alpha_per_comparison,
+        "rope": design.rope,
+        "sd": sd, "sd_source": sd_source,
+        "effect": effect, "effect_source": effect_source,
+        "boundaries": [
+            {"n": look.n, "spent": look.spent, "z": finite(look.z), "t": finite(look.t), "nominal_p": look.nominal_p,
+             "half_width": finite(look.t * sd / look.n**0.5)}
+            for look in design.looks
+        ],
+        "false_positive_rate": oc.false_positive_rate,
+        "familywise_false_positive_bound": oc.familywise_false_positive_bound,
+        "false_equivalence_rate": oc.false_equivalence_rate,
+        "power": oc.power,
+        "expected_seeds": oc.expected_seeds,
+        "expected_seeds_equal_arms": oc.expected_seeds_equal,
+        "max_seeds": oc.max_seeds,
+        "fixed_seeds_same_power": oc.fixed_seeds,
+        "simulations": oc.simulations, "simulation_seed": oc.seed, "mc_se": oc.mc_se,
+    }
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from ablate.config import load_study
+
+    sd, effect = _points(args.sd, "--sd"), _points(args.effect, "--effect")
+    cfg = load_study(args.study)
+    if cfg.repeats is None:
+        raise ConfigError(f"{args.study}: the study file has no 'repeats' section, so there is nothing to plan")
+    plan = _plan(cfg, args.study, sd, effect)
+    if args.json:
+        print(json.dumps(plan, indent=2))
+    else:
+        _print_plan(plan)
+    return 0
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    sd, rope, looks = plan["sd"], plan["rope"], plan["looks"]
+    plural = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")  # noqa: E731
+    if len(looks) > 1:
+        title = f"{plan['study']}: looks at {', '.join(map(str, looks))} seeds, {plan['spending']} spending"
+    else:
+        title = f"{plan['study']}: fixed design, {looks[0]} seeds"
+    table = Table(title=title, caption=f"min |diff|: the smallest mean difference that stops a contrast when its "
+                                       f"paired sd is {sd:g} points")
+    for col in ("look", "seeds", "alpha spent", "z", "|t| above", "nominal p", "min |diff|", "equiv."):
+        table.add_column(col, justify="right")
+    for k, b in enumerate(plan["boundaries"], start=1):
+        t, half = b["t"], b["half_width"]
+        table.add_row(
+            str(k), str(b["n"]), f"{b['spent']:.3g}", "never" if b["z"] is None else f"{b['z']:.3f}",
+            "never" if t is None else f"{t:.3f}", f"{b['nominal_p']:.3g}", "never" if half is None else f"{half:.2f}",
+            "possible" if half is not None and half < rope else "no",
+        )
+    console.print(table)
+    console.print(f"alpha {plan['alpha']:g} over {plural(plan['comparisons'], 'comparison')} "
+                  f"({plural(len(plan['contrasts']), 'contrast')} x {plural(len(plan['datasets']), 'data set')}): "
+                  f"{plan['alpha_per_comparison']:.4g} each (Bonferroni)")
+    console.print(f"sd of paired differences: {sd:g} points ({plan['sd_source']}); "
+                  f"effect: {plan['effect']:g} points ({plan['effect_source']})")
+    console.print(f"by simulation, per comparison ({plan['simulations']:,} studies per scenario, "
+                  f"seed {plan['simulation_seed']}, MC error +/- {plan['mc_se']:.4f} at alpha):")
+    fixed = plan["fixed_seeds_same_power"]
+    for label, value in (
+        ("false 'better', arms equal", f"{plan['false_positive_rate']:.4f} "
+                                       f"(whole study: at most {plan['familywise_false_positive_bound']:.4f})"),
+        (f"false 'equivalent', true diff = rope", f"{plan['false_equivalence_rate']:.4f}"),
+        (f"power against {plan['effect']:g} points", f"{plan['power']:.3f}"),
+        ("expected seeds with that effect", f"{plan['expected_seeds']:.1f} of at most {plan['max_seeds']}"),
+        ("expected seeds with equal arms", f"{plan['expected_seeds_equal_arms']:.1f}"),
+        ("fixed design with the same power" + (" (0.999)" if plan["power"] > 0.999 else ""),
+         "more than 100,000 seeds" if fixed is None else f"{fixed} seeds"),
+    ):
+        console.print(f"  {label}: {value}")
+    for k, b in enumerate(plan["boundaries"], start=1):
+        if len(looks) > 1 and (b["t"] is None or b["t"] > 10):
+            need = "can never stop" if b["t"] is None else f"needs |t| > {b['t']:.1f}"
+            console.print(f"  look {k} ({b['n']} seeds) {need}: in practice no contrast stops there")
+    last = plan["boundaries"][-1]
+    if last["half_width"] is None or last["half_width"] >= rope:
+        limit = rope * last["n"] ** 0.5 / last["t"] if last["t"] else 0.0
+        console.print(f"  equivalence within +/-{rope:g} needs a paired sd below {limit:.3g} points by "
+                      f"{last['n']} seeds: at sd {sd:g} no contrast can end 'equivalent'")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

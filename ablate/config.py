@@ -35,6 +35,7 @@ __all__ = [
     "SamplerConfig",
     "PrunerConfig",
     "SearchConfig",
+    "SequentialSeeds",
     "RepeatsConfig",
     "StudyConfig",
     "load_study",
@@ -218,11 +219,52 @@ DEFAULT_ARMS: dict[str, dict[str, Any]] = {
 CONTROLS = ("single-long", "ensemble")
 
 
+class SequentialSeeds(_Frozen):
+    """Seeds run in batches until every contrast is decided (``ablate.sequential``).
+
+    The looks are at ``min``, ``min + step``, ... seeds and always at ``max``: when
+    ``max - min`` is not a multiple of ``step`` the last batch is shorter (6, 13, 20, 27, 30
+    for ``{min: 6, max: 30, step: 7}``). ``min == max`` is a fixed design of ``max`` seeds.
+    """
+
+    min: int = Field(ge=2)
+    max: int = Field(ge=2)
+    step: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SequentialSeeds:
+        if self.min > self.max:
+            raise ValueError(f"min must be <= max (got min={self.min}, max={self.max})")
+        return self
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """Cumulative seed counts at which the contrasts are tested."""
+        return (*range(self.min, self.max, self.step), self.max)
+
+
+def _seeds_kind(value: Any) -> str:
+    return "sequential" if isinstance(value, (dict, SequentialSeeds)) else "fixed"
+
+
+# A number (fixed design) or a {min, max, step} plan, told apart by being a mapping, so an error
+# names the plan's own key (repeats.seeds.step) rather than "not a valid integer".
+Seeds = Annotated[
+    Union[Annotated[int, Field(ge=2), Tag("fixed")], Annotated[SequentialSeeds, Tag("sequential")]],
+    Discriminator(_seeds_kind),
+]
+
+
 class RepeatsConfig(_Frozen):
-    """Seeded repeats of chosen arms, paired by seed, for the significance report."""
+    """Seeded repeats of chosen arms, paired by seed, for the significance report.
+
+    ``seeds`` is a number (a fixed design) or a sequential plan ``{min, max, step}``; code that
+    needs a count reads :attr:`max_seeds` or :attr:`looks`, never ``seeds`` itself.
+    """
 
     arms: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_ARMS), min_length=2)
-    seeds: int = Field(10, ge=2)
+    seeds: Seeds = 10
+    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
     first_seed: int = 0
     datasets: list[str] = Field(default_factory=list)  # empty: the study's dataset.name
     # per-arm: every arm gets its own search of search.n_trials trials (the default when the
@@ -235,6 +277,14 @@ class RepeatsConfig(_Frozen):
     still_rising: float = Field(2.0, ge=0.0)  # points of validation gain over the last quarter
     max_retries: int = Field(2, ge=0)
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _count_or_plan(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, dict, SequentialSeeds)):
+            raise ValueError(f"expected a whole number of seeds (e.g. 10) or a sequential plan "
+                             f"{{min: 6, max: 30, step: 6}} (got {v!r})")
+        return v
+
     @model_validator(mode="after")
     def _contrasts_name_arms(self) -> RepeatsConfig:
         for a, b in self.contrasts or []:
@@ -242,6 +292,21 @@ class RepeatsConfig(_Frozen):
                 if arm not in self.arms:
                     raise ValueError(f"contrast names arm {arm!r}, expected one of {sorted(self.arms)}")
         return self
+
+    @property
+    def sequential(self) -> bool:
+        """True when seeds run in more than one batch (looks)."""
+        return len(self.looks) > 1
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """Cumulative seed counts of the looks; one look (``seeds``) for a fixed design."""
+        return self.seeds.looks if isinstance(self.seeds, SequentialSeeds) else (self.seeds,)
+
+    @property
+    def max_seeds(self) -> int:
+        """The most seeds any arm runs: ``seeds``, or the plan's ``max``."""
+        return self.looks[-1]
 
 
 class StudyConfig(_Frozen):
@@ -466,7 +531,7 @@ def _first_error(exc: ValidationError, raw: Any = None) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return part in ("Choices", "Range", "choices", "range") or (isinstance(part, str) and part.startswith("function-"))
+    return part in ("Choices", "Range", "choices", "range", "fixed", "sequential") or (isinstance(part, str) and part.startswith("function-"))
 
 
 def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:

@@ -685,7 +685,7 @@ def repeat_cells(cfg: StudyConfig) -> list[dict[str, Any]]:
     """
     assert cfg.repeats is not None
     datasets = cfg.repeats.datasets or [cfg.dataset.name]
-    seeds = range(cfg.repeats.first_seed, cfg.repeats.first_seed + cfg.repeats.seeds)
+    seeds = range(cfg.repeats.first_seed, cfg.repeats.first_seed + cfg.repeats.max_seeds)
     kinds = {a: with_overrides(cfg.run, arm_overrides(cfg, a)).model.kind for a in cfg.repeats.arms}
     arms = sorted(cfg.repeats.arms, key=lambda a: kinds[a] != "single")
     return [{"arm": a, "dataset": d, "seed": s} for d in datasets for s in seeds for a in arms]

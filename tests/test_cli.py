@@ -144,3 +144,58 @@ def test_gpus_start_one_worker_per_gpu_each_seeing_only_its_own(write_study, mon
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["2", "3"]
     assert all(cmd[-4:] == ["search", "--quiet", "--workers", "2"] for cmd, _ in started)
     assert all(env["ABLATE_WORKER"] in ("0", "1") for _, env in started)
+
+
+# ---------------------------------------------------------------------------------------------
+# ablate plan
+
+
+_SEQUENTIAL = "name: seq\nrepeats:\n  seeds: {min: 5, max: 20, step: 5}\n  contrasts: [[fmce, nfmce]]\n"
+
+
+def test_plan_json_has_the_design_and_its_error_rates(capsys, write_study):
+    import json
+
+    path = write_study(_SEQUENTIAL)
+    assert main(["plan", str(path), "--sd", "0.8", "--effect", "1.0", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["looks"] == [5, 10, 15, 20] and plan["max_seeds"] == 20 and plan["comparisons"] == 1
+    first = plan["boundaries"][0]
+    assert first["n"] == 5 and first["t"] > 25  # O'Brien-Fleming cannot stop at 5 seeds
+    assert plan["false_positive_rate"] <= 0.05 + 3 * plan["mc_se"]
+    assert 0.0 <= plan["false_equivalence_rate"] <= 0.05
+    assert 0.9 < plan["power"] <= 1.0 and plan["expected_seeds"] < 20
+    assert plan["sd_source"] == "--sd" and plan["effect_source"] == "--effect"
+
+
+def test_plan_table_says_what_was_assumed(capsys, write_study):
+    path = write_study("name: fixed\nrepeats: {seeds: 5, rope: 0.2}\n")
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "fixed design, 5 seeds" in out
+    assert "1 points (assumed: no --sd" in out and "0.6 points (3 x repeats.rope)" in out
+    assert "3 comparisons (3 contrasts x 1 data set)" in out  # all pairs of the default arms
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["--sd", "abc"], ["--sd: expected a positive number of points (got 'abc')"]),
+        (["--sd", "-1"], ["--sd: expected a positive number"]),
+        (["--sd", "nan"], ["--sd: expected a positive number"]),
+        (["--effect", "0"], ["--effect: expected a positive number"]),
+    ],
+)
+def test_plan_bad_options(capsys, write_study, argv, needles):
+    path = write_study(_SEQUENTIAL)
+    _fails_cleanly(capsys, ["plan", str(path), *argv], path.parent, *needles)
+
+
+def test_plan_bad_study(capsys, write_study, tmp_path):
+    _fails_cleanly(capsys, ["plan", str(tmp_path / "nope.yaml")], tmp_path, "cannot read study file")
+    path = write_study("name: x\n")
+    _fails_cleanly(capsys, ["plan", str(path)], path.parent, "no 'repeats' section")
+    path = write_study("name: x\nrepeats: {seeds: {min: 5, max: 20}}\n")
+    _fails_cleanly(capsys, ["plan", str(path)], path.parent, "repeats.seeds.step: required setting is missing")
+    path = write_study("name: x\nrepeats: {seeds: 5, rope: 0}\n")
+    _fails_cleanly(capsys, ["plan", str(path)], path.parent, "pass --effect")

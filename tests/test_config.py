@@ -63,3 +63,42 @@ def test_bad_study_files_name_the_key(text, expected):
 def test_missing_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="cannot read study file"):
         load_study(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("seeds", "looks"),
+    [
+        ("5", (5,)),
+        ("{min: 6, max: 30, step: 6}", (6, 12, 18, 24, 30)),
+        ("{min: 6, max: 30, step: 7}", (6, 13, 20, 27, 30)),  # a shorter last batch reaches max
+        ("{min: 6, max: 6, step: 3}", (6,)),  # min == max: a fixed design
+    ],
+)
+def test_repeats_seeds_fixed_or_sequential(seeds, looks):
+    rep = parse_study(f"name: x\nrepeats: {{seeds: {seeds}}}\n").repeats
+    assert rep.looks == looks and rep.max_seeds == looks[-1] and rep.sequential == (len(looks) > 1)
+    assert rep.spending == "obrien-fleming"
+
+
+@pytest.mark.parametrize(
+    ("seeds", "expected"),
+    [
+        ("1", "repeats.seeds: Input should be greater than or equal to 2 (got 1)"),
+        ("{min: 1, max: 30, step: 6}", "repeats.seeds.min: Input should be greater than or equal to 2 (got 1)"),
+        ("{min: 8, max: 6, step: 1}", "repeats.seeds: min must be <= max (got min=8, max=6)"),
+        ("{min: 6, max: 30}", "repeats.seeds.step: required setting is missing"),
+        ("{min: 6, max: 30, step: 0}", "repeats.seeds.step: Input should be greater than or equal to 1 (got 0)"),
+        ("many", "repeats.seeds: expected a whole number of seeds (e.g. 10) or a sequential plan"),
+        ("[6, 30]", "repeats.seeds: expected a whole number of seeds"),
+    ],
+)
+def test_bad_repeats_seeds_name_the_key(seeds, expected):
+    with pytest.raises(ConfigError) as exc:
+        parse_study(f"name: x\nrepeats: {{seeds: {seeds}}}\n")
+    assert expected in str(exc.value)
+
+
+def test_repeats_spending_is_checked():
+    assert parse_study("name: x\nrepeats: {spending: pocock}\n").repeats.spending == "pocock"
+    with pytest.raises(ConfigError, match="repeats.spending: Input should be 'obrien-fleming' or 'pocock'"):
+        parse_study("name: x\nrepeats: {spending: linear}\n")
