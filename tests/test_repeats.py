@@ -11,13 +11,15 @@ from ablate.cli import main
 from ablate.config import load_study
 from ablate.study import (
     collect_results,
+    open_storage,
     repeat_cells,
     repeat_config,
     repeats_study,
     resolve_paths,
     run_repeats,
     run_search,
-    open_storage,
+    run_searches,
+    search_study,
 )
 from tests.conftest import tiny_study_text
 
@@ -35,9 +37,11 @@ def test_cells_pair_arms_by_seed_on_the_best_hyperparameters(write_study):
     cells = repeat_cells(cfg)
     assert len(cells) == 6 and {c["arm"] for c in cells} == {"fmce", "nfmce", "single"}
     study = run_search(cfg, paths)
-    best = study.best_trial.params
+    best = {"settings": study.best_trial.params, "precision": "fp32"}
     run = repeat_config(cfg, best, {"arm": "nfmce", "dataset": "digits", "seed": 1})
-    assert run.model.arm == "nfmce" and run.train.seed == 1 and run.train.lr == best["train.lr"]
+    assert run.model.arm == "nfmce" and run.train.seed == 1 and run.train.lr == best["settings"]["train.lr"]
+    assert run.train.precision == "fp32"
+    assert run.model.model1.lr == cfg.train.lr  # the stage-1 recipe is the study's, not the trial's
     assert repeat_config(cfg, best, {"arm": "single", "dataset": "digits", "seed": 1}).model.kind == "single"
     assert run.dataset == cfg.dataset  # the split does not depend on the seed
 
@@ -125,3 +129,95 @@ def test_report_from_storage_and_from_its_results_csv_agree(write_study, tmp_pat
 
     note = get_note(study)
     assert "fmce vs nfmce" in note.lower() and "report.md" in note
+
+
+FIXED = "repeats:\n  seeds: 2\n  params: fixed\n  arms: {{fmce: {{model.constraint.on: true}}, single: {{model.kind: single}}}}\n"
+
+
+def _fixed_study(write_study, name, train_lr, model1_lr):
+    text = tiny_study_text(name=name, n_trials=0, init="stage1", extra=FIXED.format())
+    text = text.replace("seed: 0, device: cpu}", f"seed: 0, device: cpu, lr: {train_lr}}}")
+    text = text.replace("init: stage1, freeze: true}", f"init: stage1, freeze: true, lr: {model1_lr}}}")
+    path = write_study(text)
+    cfg = load_study(path)
+    return cfg, resolve_paths(cfg, path)
+
+
+def _stage1_records(cfg, paths):
+    trials = repeats_study(cfg, open_storage(paths.storage)).get_trials(states=(TrialState.COMPLETE,))
+    return {t.params["seed"]: t.user_attrs["extras"]["stage1"] for t in trials if t.params["arm"] == "fmce"}
+
+
+def test_a_model1_recipe_of_its_own_trains_stage1_apart_from_the_single_arm(write_study):
+    cfg, paths = _fixed_study(write_study, "apart", train_lr=2.0e-3, model1_lr=4.0e-4)
+    run_repeats(cfg, paths)
+    records = _stage1_records(cfg, paths)
+    assert set(records) == {0, 1}
+    for seed, rec in records.items():
+        assert rec["reused"] is False and rec["recipe"]["lr"] == 4.0e-4 and rec["recipe"]["epochs"] == 1
+        assert f"seed{seed}" in rec["checkpoint"]
+    single_lr = {t.user_attrs["config"]["train"]["lr"] for t in repeats_study(cfg, open_storage(paths.storage)).get_trials()
+                 if t.params["arm"] == "single"}
+    assert single_lr == {2.0e-3}
+
+
+def test_a_single_arm_with_the_stage1_recipe_serves_as_model1(write_study):
+    cfg, paths = _fixed_study(write_study, "shared", train_lr=1.0e-3, model1_lr=1.0e-3)
+    run_repeats(cfg, paths)
+    records = _stage1_records(cfg, paths)
+    assert all(rec["reused"] is True and rec["recipe"]["lr"] == 1.0e-3 for rec in records.values())
+    data = collect_results(cfg, paths)
+    rows = data["results"].set_index(["arm", "seed"])
+    # the DueHeadNet's training images count its stage 1, reused or not
+    assert (rows.loc[("fmce", 0), "train_images"] == 2 * rows.loc[("single", 0), "train_images"])
+    assert rows.loc[("fmce", 0), "params"] > rows.loc[("fmce", 0), "trainable_params"]
+    assert rows.loc[("single", 0), "n_test"] == 30
+
+
+PER_ARM = ("repeats:\n  seeds: 2\n  max_retries: 1\n  arms: {fmce: {model.kind: dual, model.constraint.on: true}, "
+           "nfmce: {model.kind: dual, model.constraint.on: false}, single: {model.kind: single}}\n")
+
+
+def test_every_arm_gets_its_own_search_with_the_same_budget(write_study):
+    path = write_study(tiny_study_text(name="perarm", n_trials=2, extra=PER_ARM))
+    cfg = load_study(path)
+    paths = resolve_paths(cfg, path)
+    assert cfg.tuning == "per-arm"
+    studies = run_searches(cfg, paths)
+    assert set(studies) == {"fmce", "nfmce", "single"}
+    params = {}
+    for arm, study in studies.items():
+        assert study.study_name == f"perarm:search:{arm}"
+        trials = study.get_trials()
+        assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+        params[arm] = {frozenset(t.params) for t in trials}
+    # only the dimensions that apply: the arm fixes constraint.on; NFMCE has no weight; single no constraint
+    assert params["fmce"] == {frozenset({"model.constraint.weight", "train.lr"})}
+    assert params["nfmce"] == {frozenset({"train.lr"})}
+    assert params["single"] == {frozenset({"train.lr"})}
+    # the same sampler seed: the first trials of two arms with the same space draw the same lr
+    assert studies["nfmce"].trials[0].params == studies["single"].trials[0].params
+
+    # settings are decided when a cell is enqueued and read back from it
+    run_repeats(cfg, paths, max_trials=1)
+    study = repeats_study(cfg, open_storage(paths.storage))
+    stored = {t.params.get("arm") or t.system_attrs["fixed_params"]["arm"]: t.user_attrs["settings"]
+              for t in study.get_trials()}
+    best = {arm: s.best_trial.params for arm, s in studies.items()}
+    assert stored == best
+    import optuna
+
+    fmce_search = search_study(cfg, open_storage(paths.storage), "fmce")
+    fmce_search.add_trial(optuna.trial.create_trial(
+        value=1.0, params={"model.constraint.weight": 1.5, "train.lr": 1.2e-4},
+        distributions=fmce_search.trials[0].distributions))  # a better trial after enqueueing
+    run_repeats(cfg, paths)
+    trials = study.get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        assert t.user_attrs["settings"] == best[t.params["arm"]]
+        assert t.user_attrs["config"]["train"]["lr"] == best[t.params["arm"]]["train.lr"]
+        assert t.user_attrs["tuning"]["method"] == "per-arm"
+    tuning = collect_results(cfg, paths)["tuning"]
+    assert tuning["fmce"]["settings"] == best["fmce"] and len(tuning["fmce"]["search_values"]) == 3
+    assert tuning["single"]["n_trials"] == 2
