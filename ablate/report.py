@@ -211,14 +211,18 @@ def _verdict_section(
     dirty = _dirty(provenance)
     if dirty:
         lines += [dirty, ""]
+    per_dataset: list[str] = []
     if comparisons.empty:
-        lines += ["No contrast could be computed: no dataset has both arms of any contrast.", ""]
+        per_dataset += ["No contrast could be computed: no dataset has both arms of any contrast.", ""]
     else:
-        lines += [f"- {verdict_sentence(row)}" for row in comparisons.to_dict("records")]
-        lines += [""]
+        per_dataset += [f"- {verdict_sentence(row)}" for row in comparisons.to_dict("records")] + [""]
+    across: list[str] = []
     if aggregate is not None and aggregate.n_datasets >= 2 and aggregate.across:
-        lines += [f"- {across_sentence(dataclasses.asdict(d), alpha)}" for d in aggregate.across if d.n_datasets]
-        lines += [""]
+        across += [f"- {across_sentence(dataclasses.asdict(d), alpha)}" for d in aggregate.across if d.n_datasets]
+        across += [""] if across else []
+    # With one run per cell the data sets are the only units there are: that verdict comes first.
+    one_run_each = not comparisons.empty and bool((comparisons["n"].astype(int) < 2).all())
+    lines += across + per_dataset if one_run_each else per_dataset + across
     for item in too_short:
         lines += [
             f"On {item['dataset']}, single-long beats single by {_rounded(item['diff'])} points "

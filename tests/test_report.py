@@ -364,3 +364,57 @@ def test_cli_report_missing_results_and_flags_without_results(tmp_path, capsys, 
 
     path = write_study(tiny_study_text(extra="repeats: {seeds: 2}\n"))
     _one_line_error(capsys, ["report", str(path), "--contrast", "a", "b"], "--contrast applies to --results only")
+
+
+# --------------------------------------------------------------------------- across data sets (issue 10)
+
+
+def one_run_each() -> pd.DataFrame:
+    rows = [
+        (d, arm, 0, acc)
+        for d, accs in (("c10", (0.7711, 0.7697)), ("c101", (0.7304, 0.7189)), ("f102", (0.4598, 0.4520)))
+        for arm, acc in zip(("fmce", "nfmce"), accs)
+    ]
+    return pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"])
+
+
+def test_one_run_per_cell_gives_the_datasets_as_units_verdict(tmp_path, no_figures):
+    text = write_report_dir(one_run_each(), tmp_path, title="t").read_text()
+    opening = text.split("## Results per dataset")[0]
+    first = [line for line in opening.splitlines() if line.startswith("- ")][0]
+    assert first == (
+        "- **fmce vs nfmce** across data sets: fmce ahead on 3 of 3 data sets (sign test p = 0.250, "
+        "Wilcoxon p = 0.250); with 3 data sets no sign or rank test can reach p < 0.05 (smallest attainable p = 0.25)."
+    )
+    assert "insufficient data (n = 1 paired seeds)" in opening  # there too, but never alone
+    across = pd.read_csv(tmp_path / "across.csv")
+    assert list(across.columns[:17]) == [
+        "arm_a", "arm_b", "n_datasets", "a_ahead", "b_ahead", "p_sign_datasets", "p_wilcoxon_datasets",
+        "min_p_datasets", "re_datasets", "re_diff", "re_se", "re_ci_low", "re_ci_high", "tau2", "i2", "pi_low", "pi_high",
+    ]  # fmt: skip
+    assert across.loc[0, "p_sign_datasets"] == 0.25 and pd.isna(across.loc[0, "re_diff"])
+
+
+def test_across_csv_with_seeds_regenerates_byte_for_byte(tmp_path, no_figures):
+    results = study(n_seeds=4, datasets=("d1", "d2", "d3", "d4")).assign(n_test=500)
+    first = tmp_path / "first"
+    write_report_dir(results, first, title="t", contrasts=[("fmce", "nfmce"), ("fmce", "single")])
+    across = pd.read_csv(first / "across.csv")
+    assert across["re_datasets"].tolist() == [4, 4] and across["re_diff"].notna().all() and across["pi_low"].notna().all()
+    text = (first / "report.md").read_text()
+    assert "Hartung-Knapp-Sidik-Jonkman" in text and "random effects over 4 data sets" in text
+    second = tmp_path / "second"
+    assert main(["report", "--results", str(first / "results.csv"), "--out", str(second)]) == 0
+    for name in ("comparisons.csv", "across.csv"):
+        assert (second / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_committed_paper_report_regenerates_byte_for_byte(tmp_path, no_figures):
+    committed = Path(__file__).resolve().parent.parent / "reports" / "fmce-paper"
+    out = tmp_path / "paper"
+    assert main(["report", "--results", str(committed / "results.csv"), "--out", str(out)]) == 0
+    for name in ("results.csv", "analysis.json", "comparisons.csv", "across.csv", "summaries.csv"):
+        assert (out / name).read_bytes() == (committed / name).read_bytes(), name
+    text = (out / "report.md").read_text()
+    assert "unseeded" in text and "best epoch was picked on the test set" in text
+    assert "fmce-18 ahead on 3 of 3 data sets" in text

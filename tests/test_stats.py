@@ -528,3 +528,84 @@ def test_expected_max_equals_brute_force_enumeration():
         assert curve[n - 1] == pytest.approx(np.mean([max(d) for d in draws]))
     assert curve[0] == pytest.approx(np.mean(values))
     assert stats.expected_max([]).size == 0
+
+
+# --------------------------------------------------------------------------- across datasets (issue 10)
+
+
+def per_dataset(diffs: dict[str, list[float]], base: float = 0.8, n_test: int | None = None) -> pd.DataFrame:
+    """Arms a and b on several data sets: b at ``base`` + noise, a = b + the given differences (points)."""
+    rng = np.random.default_rng(9)
+    frames = []
+    for dataset, d in diffs.items():
+        b = base + rng.uniform(-0.02, 0.02, len(d))
+        frames.append(table({"a": list(b + np.array(d) / 100), "b": list(b)}, dataset))
+    results = pd.concat(frames, ignore_index=True)
+    return results if n_test is None else results.assign(n_test=n_test)
+
+
+def test_datasets_as_units_match_scipy():
+    diffs = {"d1": [0.5], "d2": [1.25], "d3": [-0.25], "d4": [0.75]}
+    (row,) = stats.across_datasets(per_dataset(diffs))
+    d = np.array([0.5, 1.25, -0.25, 0.75])
+    assert (row.n_datasets, row.a_ahead, row.b_ahead) == (4, 3, 1)
+    assert row.p_sign_datasets == pytest.approx(st.binomtest(3, 4).pvalue)
+    assert row.p_wilcoxon_datasets == pytest.approx(st.wilcoxon(d).pvalue)
+    assert row.min_p_datasets == 2 / 2**4
+    assert row.re_datasets == 0 and math.isnan(row.re_diff)
+
+
+def test_datasets_as_units_with_a_tie():
+    diffs = {"d1": [0.5], "d2": [0.0], "d3": [0.5], "d4": [1.0], "d5": [-0.25]}
+    (row,) = stats.across_datasets(per_dataset(diffs))
+    assert (row.a_ahead, row.b_ahead) == (3, 1)
+    assert row.p_sign_datasets == pytest.approx(st.binomtest(3, 4).pvalue)
+    assert row.p_wilcoxon_datasets == pytest.approx(st.wilcoxon(np.array([0.5, 0.0, 0.5, 1.0, -0.25])).pvalue)
+    assert row.min_p_datasets == 2 / 2**4  # the tied data set cannot count
+
+
+def test_random_effects_match_statsmodels_with_unequal_seeds():
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    diffs = {
+        "d1": [0.5, 1.0, 0.25],
+        "d2": [1.5, 2.0, 1.0, 2.5, 1.75],
+        "d3": [-0.5, 0.25, 0.0, -0.25],
+        "d4": [0.75, 1.25, 0.5, 1.0, 0.25, 1.5],
+    }
+    (row,) = stats.across_datasets(per_dataset(diffs))
+    d = [np.array(v) for v in diffs.values()]
+    effect = np.array([x.mean() for x in d])
+    variance = np.array([x.var(ddof=1) / x.size for x in d])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = combine_effects(effect, variance, use_t=True)
+        wls = res.summary_frame().loc["random effect wls"]
+    assert row.re_datasets == 4
+    assert row.re_diff == pytest.approx(wls["eff"], rel=1e-6)
+    assert (row.re_ci_low, row.re_ci_high) == pytest.approx((wls["ci_low"], wls["ci_upp"]), rel=1e-6)
+    assert row.re_se == pytest.approx(wls["sd_eff"], rel=1e-6)
+    assert row.tau2 == pytest.approx(res.tau2, rel=1e-6) and row.tau2 > 0
+    assert row.i2 == pytest.approx(max(0.0, res.i2), rel=1e-6)
+    # the prediction interval for a new data set: mean +/- t(k - 2) sqrt(tau2 + SE^2)
+    half = st.t.ppf(0.975, 2) * math.sqrt(res.tau2 + wls["sd_eff"] ** 2)
+    assert (row.pi_low, row.pi_high) == pytest.approx((wls["eff"] - half, wls["eff"] + half), rel=1e-6)
+
+
+def test_i2_is_truncated_at_zero_and_a_zero_variance_data_set_gets_a_floor():
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    # d1: the same difference at every seed (2 test images of 400 = 0.5 points): zero variance
+    diffs = {"d1": [0.5, 0.5, 0.5], "d2": [0.25, 1.0, 0.5, 0.75], "d3": [0.5, 0.0, 1.0]}
+    (row,) = stats.across_datasets(per_dataset(diffs, n_test=400))
+    floor = (100 / 400) ** 2 / 3
+    effect = np.array([0.5, 0.625, 0.5])
+    variance = np.array([floor, np.var([0.25, 1.0, 0.5, 0.75], ddof=1) / 4, np.var([0.5, 0.0, 1.0], ddof=1) / 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = combine_effects(effect, variance, use_t=True)
+        eff = res.summary_frame().loc["random effect wls", "eff"]
+    assert row.re_diff == pytest.approx(eff, rel=1e-6)
+    assert res.i2 < 0 and row.i2 == 0.0  # the differences agree better than chance: I2 truncated
+    (unknown,) = stats.across_datasets(per_dataset(diffs))
+    assert "without n_test" in unknown.notes and math.isfinite(unknown.re_diff)
