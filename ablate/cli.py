@@ -7,6 +7,7 @@ traceback. Nothing is created before the whole study file has been checked.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
@@ -55,10 +56,19 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="write the significance report from a study's storage or a results.csv")
     rep.add_argument("study", type=Path, nargs="?", help="study file (YAML)")
-    rep.add_argument("--results", type=Path, help="a results table (dataset,arm,seed,accuracy) from anywhere")
+    rep.add_argument("--results", type=Path, help="a results table (dataset,arm,seed,accuracy) from anywhere; "
+                     "analysis.json and tuning.json beside it are used when present")
     rep.add_argument("--out", type=Path, help="output folder for --results")
-    rep.add_argument("--rope", type=float, default=0.1, help="region of practical equivalence, in points (--results)")
-    rep.add_argument("--alpha", type=float, default=0.05, help="significance level (--results)")
+    rep.add_argument("--contrast", nargs=2, action="append", metavar=("A", "B"),
+                     help="compare arm A with arm B (repeatable; default: all pairs) (--results)")
+    rep.add_argument("--rope", help="region of practical equivalence, in points "
+                     "(default: the larger of 0.1 and one test image per data set) (--results)")
+    rep.add_argument("--alpha", help="significance level (default 0.05) (--results)")
+    rep.add_argument("--smallest-effect", help="smallest difference of interest, in points: seeds needed for it (--results)")
+    rep.add_argument("--still-rising", help="late validation gain, in points, above which an arm is still rising "
+                     "(default 2) (--results)")
+    rep.add_argument("--title", help="report title (--results)")
+    rep.add_argument("--note", help="a note shown at the top of the report, e.g. where the numbers come from (--results)")
     rep.set_defaults(func=cmd_report)
 
     plan = sub.add_parser("plan", help="a study's sequential design: boundaries per look and error rates, before training")
@@ -245,6 +255,7 @@ def _write_report(cfg, paths) -> Path:
     if data["results"].empty:
         raise AblateError(f"study {cfg.name!r}: no completed repeat trials yet; run: ablate run {paths.study_file} --phase repeats")
     missing = [f"{c['arm']}/{c['dataset']}/seed {c['seed']}" for c in data["missing"]]
+    repeats = cfg.repeats
     report = write_report_dir(
         data["results"], paths.report_dir, title=f"{cfg.name}: does FMCE help?",
         contrasts=cfg.repeats.contrasts, rope=cfg.repeats.rope, alpha=cfg.repeats.alpha,
@@ -266,21 +277,19 @@ def _note_on_dashboard(study, report: Path) -> None:
     save_note(study, "\n## ".join(summary[:2]) + f"\n\nFull report: `{report}`\n")
 
 
+_RESULTS_ONLY = ("contrast", "rope", "alpha", "smallest_effect", "still_rising", "title", "note", "out")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     if args.results is not None:
-        from ablate.publish import write_report_dir
-        from ablate.stats import load_results
-
         if args.study is not None:
             raise ConfigError("give either a study file or --results, not both")
-        out = args.out or Path("reports") / args.results.stem
-        results = load_results(args.results)
-        report = write_report_dir(results, out, title=f"ablation report: {args.results.name}", rope=args.rope,
-                                  alpha=args.alpha, provenance={"results file": str(args.results)})
-        print(f"report: {report}")
-        return 0
+        return _report_from_results(args)
     if args.study is None:
         raise ConfigError("ablate report needs a study file or --results results.csv")
+    given = [name for name in _RESULTS_ONLY if getattr(args, name) is not None]
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} applies to --results only; a study's report uses its study file")
     cfg, paths = _load(args.study)
     if cfg.repeats is None:
         raise ConfigError(f"{args.study}: the study file has no 'repeats' section, so there is nothing to report")
@@ -430,6 +439,52 @@ def _print_plan(plan: dict[str, Any]) -> None:
         limit = rope * last["n"] ** 0.5 / last["t"] if last["t"] else 0.0
         console.print(f"  equivalence within +/-{rope:g} needs a paired sd below {limit:.3g} points by "
                       f"{last['n']} seeds: at sd {sd:g} no contrast can end 'equivalent'")
+
+def _report_from_results(args: argparse.Namespace) -> int:
+    """``ablate report --results X``: the settings saved beside X, overridden by the flags."""
+    from ablate.publish import ANALYSIS_FILE, TUNING_FILE, read_analysis, read_tuning, write_report_dir
+    from ablate.stats import load_results
+
+    results = load_results(args.results)
+    folder = args.results.parent
+    settings = read_analysis(folder / ANALYSIS_FILE) if (folder / ANALYSIS_FILE).is_file() else {}
+    tuning = read_tuning(folder / TUNING_FILE) if (folder / TUNING_FILE).is_file() else None
+    if args.contrast is not None:
+        settings["contrasts"] = [tuple(pair) for pair in args.contrast]
+    for flag in ("rope", "alpha", "smallest_effect", "still_rising"):
+        text = getattr(args, flag)
+        if text is not None:
+            settings[flag] = _number(f"--{flag.replace('_', '-')}", text)
+    for flag in ("title", "note"):
+        if getattr(args, flag) is not None:
+            settings[flag] = getattr(args, flag)
+    settings.setdefault("title", f"ablation report: {args.results.name}")
+    out = args.out or Path("reports") / args.results.stem
+    report = write_report_dir(results, out, provenance={"results file": _shown_path(args.results)}, tuning=tuning,
+                              **settings)
+    print(f"report: {report}")
+    return 0
+
+
+def _number(flag: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag}: expected a finite number, got {text!r}")
+    return value
+
+
+def _shown_path(path: Path) -> str:
+    """The path as given when relative; an absolute one relative to this folder, else its name alone
+    (a committed report names no machine's folders)."""
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.name
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

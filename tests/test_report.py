@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from ablate import publish, stats
+from ablate.cli import main
 from ablate.errors import ConfigError
 from ablate.publish import write_report_dir
 from ablate.report import (
@@ -56,11 +58,18 @@ def test_number_formats():
 def test_verdict_sentence_reads_like_the_example():
     row = {
         "dataset": "digits", "arm_a": "fmce", "arm_b": "nfmce", "n": 5, "diff": 0.4, "ci_low": -0.1,
-        "ci_high": 0.9, "p_holm": 0.21, "verdict": "not significant", "seeds_needed": 23.0, "sd_diff": 0.5,
+        "ci_high": 0.9, "p_holm": 0.21, "verdict": "not significant", "mde_80": 1.684, "sd_diff": 0.5,
+        "seeds_for_smallest_effect": math.nan, "confounded_by": "",
     }  # fmt: skip
     assert verdict_sentence(row) == (
         "**fmce vs nfmce** on digits: +0.40 points [\u22120.10, +0.90], Holm p = 0.210: not significant; "
-        "23 seeds would be needed to detect a difference this size with 80% power (n = 5)."
+        "smallest difference these 5 seeds detect with 80% power: 1.68 points."
+    )
+    row.update(confounded_by="parameters, compute", seeds_for_smallest_effect=12.0)
+    assert verdict_sentence(row) == (
+        "**fmce vs nfmce** on digits: +0.40 points [\u22120.10, +0.90], Holm p = 0.210: not significant; "
+        "confounded by: parameters, compute; smallest difference these 5 seeds detect with 80% power: "
+        "1.68 points; 12 seeds give 80% power for the smallest effect of interest."
     )
 
 
@@ -88,10 +97,12 @@ def test_render_report_sections_and_inputs():
     assert "![digits arms](figures/digits_arms.png)" in text and "(figures/cd.png)" in text
     assert "| git commit | abc123 |" in text and '| versions | {"torch": "2.5.1"} |' in text
     assert "±0.20 points at p < 0.01" in text
-    for ref in ("Holm, S. (1979)", "Benavoli", "Schuirmann", "Dem\u0161ar, J. (2006)", "Welch", "Student (1908)"):
+    for ref in ("Holm, S. (1979)", "Benavoli", "Schuirmann", "Dem\u0161ar, J. (2006)", "Welch", "Student (1908)",
+                "Hoenig, J. M., Heisey", "Lakens, D. (2013)", "Iman, R. L., Davenport", "Dodge, J.", "Higgins"):
         assert ref in text
     assert "only n = 5" not in text  # n = 5 is not below 5
-    assert "rank test cannot reach p < 0.01 with n = 5" in text
+    assert "permutation test cannot reach p < 0.01 with n = 5" in text
+    assert "observed power" in text and "Hedges" not in text
 
 
 def test_render_report_without_comparisons():
@@ -106,7 +117,8 @@ def test_render_report_with_friedman():
     text = render_report(stats.compare(results), stats.summarize(results), agg)
     f = agg.friedman
     assert f is not None
-    assert f"\u03c7\u00b2 = {f.statistic:.2f}, p = {format_p(f.pvalue)}" in text
+    shown = "\u221e" if f.f_statistic == math.inf else f"{f.f_statistic:.2f}"
+    assert f"\u03c7\u00b2 = {f.statistic:.2f}, Iman-Davenport F = {shown}, p = {format_p(f.f_pvalue)}" in text
     assert f"CD = {f.cd:.2f}" in text
 
 
@@ -170,3 +182,239 @@ def test_no_temporary_files_left_and_bad_input_writes_nothing(tmp_path):
     with pytest.raises(ConfigError, match="no results for arm 'x'"):
         write_report_dir(results, tmp_path / "bad", title="t", contrasts=[("a", "x")])
     assert not (tmp_path / "bad").exists()
+
+
+# --------------------------------------------------------------------------- issue 8: fair comparisons
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Figures are not what these tests check, and drawing them is most of their time."""
+    monkeypatch.setattr(publish.figs, "arm_comparison", lambda rows, path, title: Path(path).write_bytes(b"png"))
+
+
+def costed_study() -> pd.DataFrame:
+    """The FMCE arms with what the study layer records: DueHeadNet arms have twice the parameters
+    and training of the single head, and the single head was still learning."""
+    results = study(n_seeds=6, datasets=("digits",))
+    params = {"single": 11_000_000, "nfmce": 22_000_000, "fmce": 22_000_000}
+    images = {"single": 12_000, "nfmce": 24_000, "fmce": 24_000}
+    gain = {"single": 0.04, "nfmce": 0.005, "fmce": 0.01}
+    return results.assign(
+        params=results["arm"].map(params), trainable_params=results["arm"].map(params) // 2,
+        train_images=results["arm"].map(images), n_test=360, val_gain_last_quarter=results["arm"].map(gain),
+        wall_time=30.0,
+    )  # fmt: skip
+
+
+def test_report_states_confounds_late_gains_and_a_dirty_tree(tmp_path, no_figures):
+    provenance = {"study_file": "studies/x.yaml", "git_commit": "abc123+dirty", "host": "secret-box"}
+    report = write_report_dir(costed_study(), tmp_path, title="t", provenance=provenance)
+    text = report.read_text()
+    opening = text.split("## Results per dataset")[0]
+    assert "uncommitted changes" in opening and "abc123+dirty" in opening
+    assert "**fmce vs single** on digits" in opening and "confounded by: parameters, compute" in opening
+    assert "Confounded contrasts" in opening and "fmce vs single on digits (parameters, compute)" in opening
+    assert "still rising: single" in opening
+    assert "secret-box" not in text and "| host |" not in text
+    assert "| single | 11,000,000 | 5,500,000 | 12,000 | 30 | +4.00 | yes |" in text
+    assert "| fmce vs single | 22,000,000 / 11,000,000 |" in text
+    csv = read_comparisons(tmp_path / "comparisons.csv")
+    first = csv.iloc[0]
+    assert (first["arm_a"], first["arm_b"]) == ("fmce", "nfmce")
+    assert pd.isna(first["confounded_by"])  # the paper's question is not confounded: an empty cell
+    assert csv["rope"].tolist() == pytest.approx([100 / 360] * 3)
+    written = pd.read_csv(tmp_path / "results.csv")
+    assert list(written.columns) == [
+        "dataset", "arm", "seed", "accuracy", "params", "trainable_params", "train_images", "n_test",
+        "val_gain_last_quarter", "wall_time",
+    ]  # fmt: skip
+
+
+def test_single_long_beating_single_is_called_a_too_short_recipe(tmp_path, no_figures):
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.80, 0.82, 6)
+    rows = [("d", "single", s, a) for s, a in enumerate(base)]
+    rows += [("d", "single-long", s, a + 0.03 + rng.normal(0, 0.002)) for s, a in enumerate(base)]
+    rows += [("d", "fmce", s, a + 0.01) for s, a in enumerate(base)]
+    results = pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"])
+    text = write_report_dir(results, tmp_path, title="t", contrasts=[("fmce", "single")]).read_text()
+    assert "On d, single-long beats single by +" in text and "evidence that the single recipe was too short" in text
+
+
+def test_tuning_is_shown_and_saved(tmp_path, no_figures):
+    tuning = {
+        "fmce": {"method": "per-arm", "settings": {"train.lr": 0.003, "model.constraint.weight": 0.5},
+                 "n_trials": 4, "importances": {"train.lr": 0.8, "model.constraint.weight": 0.2},
+                 "search_values": [0.6, 0.9, 0.7, 0.8]},
+        "single": {"method": "per-arm", "settings": {"train.lr": 0.002}, "n_trials": 4, "importances": {},
+                   "search_values": [0.5, 0.55, 0.6]},
+    }  # fmt: skip
+    text = write_report_dir(study(), tmp_path, title="t", tuning=tuning).read_text()
+    assert "## Tuning" in text and "per-arm (each arm had its own search with the same budget)" in text
+    assert "| train.lr | 0.003 |" in text and "| model.constraint.weight | 0.20 |" in text
+    curve = stats.expected_max([0.6, 0.9, 0.7, 0.8]) * 100
+    assert f"| expected best val. accuracy (%) | {curve[0]:.2f} | {curve[1]:.2f} | {curve[3]:.2f} |" in text
+    assert "approximation" in text
+    saved = json.loads((tmp_path / "tuning.json").read_text())
+    assert saved["fmce"]["search_values"] == [0.6, 0.9, 0.7, 0.8] and saved["single"]["method"] == "per-arm"
+    with pytest.raises(ConfigError, match="method 'grid'"):
+        write_report_dir(study(), tmp_path / "bad", title="t", tuning={"fmce": {"method": "grid"}})
+    assert not (tmp_path / "bad").exists()
+
+
+# --------------------------------------------------------------------------- the CLI on a results table
+
+
+def test_cli_report_regenerates_its_csvs_byte_for_byte(tmp_path, no_figures, capsys):
+    results = costed_study()
+    first = tmp_path / "first"
+    tuning = {"fmce": {"method": "best", "settings": {"train.lr": 0.001}, "n_trials": 2, "importances": {},
+                       "search_values": [0.7, 0.8]}}  # fmt: skip
+    write_report_dir(results, first, title="t", tuning=tuning)
+    src = tmp_path / "committed"
+    src.mkdir()
+    (src / "results.csv").write_bytes((first / "results.csv").read_bytes())
+    argv = ["report", "--results", str(src / "results.csv"), "--out", str(src), "--contrast", "fmce", "single",
+            "--contrast", "fmce", "nfmce", "--rope", "0.1", "--smallest-effect", "0.5", "--still-rising", "3"]
+    assert main(argv) == 0
+    settings = json.loads((src / "analysis.json").read_text())
+    assert settings["contrasts"] == [["fmce", "single"], ["fmce", "nfmce"]] and settings["rope"] == 0.1
+    assert settings["smallest_effect"] == 0.5 and settings["still_rising"] == 3.0
+    csv = read_comparisons(src / "comparisons.csv")
+    assert list(zip(csv["arm_a"], csv["arm_b"])) == [("fmce", "single"), ("fmce", "nfmce")]
+    assert "finer than one test image" in csv["warnings"].iloc[0]
+    assert csv["seeds_for_smallest_effect"].notna().all()
+    # the settings beside results.csv are used without flags, to another folder: same bytes
+    (first / "tuning.json").replace(src / "tuning.json")
+    again = tmp_path / "again"
+    assert main(["report", "--results", str(src / "results.csv"), "--out", str(again)]) == 0
+    for name in ("comparisons.csv", "across.csv", "results.csv", "analysis.json"):
+        assert (again / name).read_bytes() == (src / name).read_bytes(), name
+    assert (again / "tuning.json").read_bytes() == (src / "tuning.json").read_bytes()
+    assert "## Tuning" in (again / "report.md").read_text()
+    # without a settings file, all pairs as before
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "results.csv").write_bytes((first / "results.csv").read_bytes())
+    assert main(["report", "--results", str(bare / "results.csv"), "--out", str(tmp_path / "bare-out")]) == 0
+    assert len(read_comparisons(tmp_path / "bare-out" / "comparisons.csv")) == 3
+
+
+def test_cli_report_on_an_old_table_without_cost_columns(tmp_path, no_figures, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("old.csv").write_text(study(n_seeds=3, datasets=("digits",)).to_csv(index=False))
+    assert main(["report", "--results", "old.csv", "--out", "out"]) == 0
+    csv = read_comparisons(Path("out") / "comparisons.csv")
+    assert (csv["confounded_by"] == "unknown").all()
+    text = (Path("out") / "report.md").read_text()
+    assert "| results file | old.csv |" in text
+    assert str(tmp_path) not in text  # no machine paths in a report
+
+
+def _one_line_error(capsys, argv, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ablate: error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--contrast", "fmce", "nope"], ["no results for arm 'nope'", "arms are single, nfmce, fmce"]),
+        (["--contrast", "fmce", "fmce"], ["compares an arm with itself"]),
+        (["--rope", "abc"], ["--rope: expected a number, got 'abc'"]),
+        (["--rope", "-1"], ["rope must be a finite number of points >= 0"]),
+        (["--alpha", "2"], ["alpha must be in (0, 1)"]),
+        (["--smallest-effect", "nan"], ["--smallest-effect: expected a finite number"]),
+        (["--still-rising", "x"], ["--still-rising: expected a number"]),
+    ],
+)
+def test_cli_report_bad_flags(tmp_path, capsys, extra, needles):
+    path = tmp_path / "results.csv"
+    study(n_seeds=3, datasets=("digits",)).to_csv(path, index=False)
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o"), *extra], *needles)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "needles"),
+    [
+        ("analysis.json", "{not json", ["analysis.json: not valid JSON"]),
+        ("analysis.json", '{"rope": "wide"}', ["rope must be a number"]),
+        ("analysis.json", '{"ropes": 0.1}', ["unknown key 'ropes'"]),
+        ("analysis.json", '{"contrasts": [["fmce"]]}', ["contrasts must be a list of [arm_a, arm_b] pairs"]),
+        ("tuning.json", '{"fmce": {"method": "grid"}}', ["tuning.json: tuning of arm 'fmce': method 'grid'"]),
+    ],
+)
+def test_cli_report_bad_settings_files(tmp_path, capsys, name, text, needles):
+    path = tmp_path / "results.csv"
+    study(n_seeds=3, datasets=("digits",)).to_csv(path, index=False)
+    (tmp_path / name).write_text(text)
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")], *needles)
+
+
+def test_cli_report_missing_results_and_flags_without_results(tmp_path, capsys, write_study):
+    _one_line_error(capsys, ["report", "--results", str(tmp_path / "nope.csv")], "no such results file")
+    from tests.conftest import tiny_study_text
+
+    path = write_study(tiny_study_text(extra="repeats: {seeds: 2}\n"))
+    _one_line_error(capsys, ["report", str(path), "--contrast", "a", "b"], "--contrast applies to --results only")
+
+
+# --------------------------------------------------------------------------- across data sets (issue 10)
+
+
+def one_run_each() -> pd.DataFrame:
+    rows = [
+        (d, arm, 0, acc)
+        for d, accs in (("c10", (0.7711, 0.7697)), ("c101", (0.7304, 0.7189)), ("f102", (0.4598, 0.4520)))
+        for arm, acc in zip(("fmce", "nfmce"), accs)
+    ]
+    return pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"])
+
+
+def test_one_run_per_cell_gives_the_datasets_as_units_verdict(tmp_path, no_figures):
+    text = write_report_dir(one_run_each(), tmp_path, title="t").read_text()
+    opening = text.split("## Results per dataset")[0]
+    first = [line for line in opening.splitlines() if line.startswith("- ")][0]
+    assert first == (
+        "- **fmce vs nfmce** across data sets: fmce ahead on 3 of 3 data sets (sign test p = 0.250, "
+        "Wilcoxon p = 0.250); with 3 data sets no sign or rank test can reach p < 0.05 (smallest attainable p = 0.25)."
+    )
+    assert "insufficient data (n = 1 paired seeds)" in opening  # there too, but never alone
+    across = pd.read_csv(tmp_path / "across.csv")
+    assert list(across.columns[:17]) == [
+        "arm_a", "arm_b", "n_datasets", "a_ahead", "b_ahead", "p_sign_datasets", "p_wilcoxon_datasets",
+        "min_p_datasets", "re_datasets", "re_diff", "re_se", "re_ci_low", "re_ci_high", "tau2", "i2", "pi_low", "pi_high",
+    ]  # fmt: skip
+    assert across.loc[0, "p_sign_datasets"] == 0.25 and pd.isna(across.loc[0, "re_diff"])
+
+
+def test_across_csv_with_seeds_regenerates_byte_for_byte(tmp_path, no_figures):
+    results = study(n_seeds=4, datasets=("d1", "d2", "d3", "d4")).assign(n_test=500)
+    first = tmp_path / "first"
+    write_report_dir(results, first, title="t", contrasts=[("fmce", "nfmce"), ("fmce", "single")])
+    across = pd.read_csv(first / "across.csv")
+    assert across["re_datasets"].tolist() == [4, 4] and across["re_diff"].notna().all() and across["pi_low"].notna().all()
+    text = (first / "report.md").read_text()
+    assert "Hartung-Knapp-Sidik-Jonkman" in text and "random effects over 4 data sets" in text
+    second = tmp_path / "second"
+    assert main(["report", "--results", str(first / "results.csv"), "--out", str(second)]) == 0
+    for name in ("comparisons.csv", "across.csv"):
+        assert (second / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_committed_paper_report_regenerates_byte_for_byte(tmp_path, no_figures):
+    committed = Path(__file__).resolve().parent.parent / "reports" / "fmce-paper"
+    out = tmp_path / "paper"
+    assert main(["report", "--results", str(committed / "results.csv"), "--out", str(out)]) == 0
+    for name in ("results.csv", "analysis.json", "comparisons.csv", "across.csv", "summaries.csv"):
+        assert (out / name).read_bytes() == (committed / name).read_bytes(), name
+    text = (out / "report.md").read_text()
+    assert "unseeded" in text and "best epoch was picked on the test set" in text
+    assert "fmce-18 ahead on 3 of 3 data sets" in text

@@ -49,7 +49,7 @@ B = [0.907, 0.906, 0.913, 0.910, 0.902, 0.911]
 
 
 def test_paired_values_match_scipy_and_statsmodels():
-    row = only_row(table({"fmce": A, "nfmce": B}))
+    row = only_row(table({"fmce": A, "nfmce": B}), smallest_effect=0.5)
     a, b = np.array(A) * 100, np.array(B) * 100
     d = a - b
     paired = st.ttest_rel(a, b)
@@ -61,25 +61,84 @@ def test_paired_values_match_scipy_and_statsmodels():
     assert row["p_paired"] == pytest.approx(paired.pvalue)
     assert row["p_welch"] == pytest.approx(st.ttest_ind(a, b, equal_var=False).pvalue)
     assert row["p_tost"] == pytest.approx(ttost_paired(a, b, -0.1, 0.1)[0])
-    assert row["p_superiority"] == pytest.approx(st.mannwhitneyu(a, b).statistic / 36)
-    # Hedges' g: pooled-sd d times the exact correction, close to the usual 1 - 3/(4m - 1)
-    m = 10
-    pooled = math.sqrt((5 * a.var(ddof=1) + 5 * b.var(ddof=1)) / m)
-    j = math.exp(special.gammaln(m / 2) - special.gammaln((m - 1) / 2)) / math.sqrt(m / 2)
-    assert row["hedges_g"] == pytest.approx((a.mean() - b.mean()) / pooled * j)
-    assert j == pytest.approx(1 - 3 / (4 * m - 1), abs=2e-3)
-    # Bayesian paired t posterior (Benavoli et al. 2017)
+    assert row["rope"] == 0.1  # no n_test: the 0.1-point floor
+    # d_z with the exact J(n - 1) = Gamma((n-1)/2) / (sqrt((n-1)/2) Gamma((n-2)/2)), n = 6
     sd = d.std(ddof=1)
+    j = special.gamma(5 / 2) / (math.sqrt(5 / 2) * special.gamma(4 / 2))
+    assert row["d_z"] == pytest.approx(d.mean() / sd * j)
+    assert j == pytest.approx(1 - 3 / (4 * 5 - 1), abs=5e-3)  # the usual approximation
+    wins = int((d > 1e-9).sum())
+    assert row["share_a_better"] == pytest.approx(wins / 6)
+    assert row["p_sign"] == pytest.approx(st.binomtest(wins, 6).pvalue)
+    # Bayesian paired t posterior (Benavoli et al. 2017)
     post = st.t(5, loc=d.mean(), scale=sd / math.sqrt(6))
     assert row["rope_below"] == pytest.approx(post.cdf(-0.1))
     assert row["rope_above"] == pytest.approx(post.sf(0.1))
     assert row["rope_below"] + row["rope_inside"] + row["rope_above"] == pytest.approx(1.0)
     power = TTestPower()
     assert row["mde_80"] == pytest.approx(power.solve_power(nobs=6, alpha=0.05, power=0.8) * sd)
-    effect = d.mean() / sd
-    assert row["seeds_needed"] == math.ceil(power.solve_power(effect_size=effect, alpha=0.05, power=0.8))
-    assert row["power"] == pytest.approx(power.power(effect, 6, 0.05))
+    assert row["seeds_for_smallest_effect"] == math.ceil(
+        power.solve_power(effect_size=0.5 / sd, alpha=0.05, power=0.8)
+    )
     assert row["sd_diff"] == pytest.approx(sd)
+    for gone in ("power", "seeds_needed", "hedges_g", "p_superiority"):
+        assert gone not in row.index
+    assert row["confounded_by"] == "unknown" and row["still_rising"] == ""
+
+
+def test_d_z_is_nan_below_three_pairs_and_without_variance():
+    assert math.isnan(stats.d_z([1.0, 2.0]))
+    assert math.isnan(stats.d_z([1.0, 1.0, 1.0]))
+    d = np.array([0.5, 1.5, -0.25, 2.0])
+    j = math.exp(special.gammaln(3 / 2) - special.gammaln(1)) / math.sqrt(3 / 2)
+    assert stats.d_z(d) == pytest.approx(d.mean() / d.std(ddof=1) * j)
+
+
+def test_sign_test_drops_ties_and_share_counts_them_half():
+    # accuracies over 200 test images: differences of -1, 0, 0, +2, +1, +3 images
+    n_test = 200
+    b = np.array([150, 160, 170, 155, 165, 158])
+    a = b + np.array([-1, 0, 0, 2, 1, 3])
+    row = only_row(table({"a": list(a / n_test), "b": list(b / n_test)}))
+    assert row["share_a_better"] == pytest.approx((3 + 0.5 * 2) / 6)
+    assert row["p_sign"] == pytest.approx(st.binomtest(3, 4, 0.5).pvalue)
+    assert stats.sign_test_p([0.0, 0.0]) == 1.0
+
+
+def test_permutation_p_is_tie_exact():
+    # Differences that tie in test images (|d| of 1 image three times) must tie under every
+    # flip; the p must equal scipy's permutation test on the exact integer counts.
+    n_test = 360
+    images = np.array([1, -1, 1, 2, -2, 3, 1, 2])
+    b = np.array([300, 310, 290, 305, 299, 301, 296, 303])
+    a = b + images
+    row = only_row(table({"a": list(a / n_test), "b": list(b / n_test)}))
+    exact = st.permutation_test(
+        (images,), lambda x, axis: np.mean(x, axis=axis), vectorized=True, permutation_type="samples",
+        n_resamples=np.inf, alternative="two-sided",
+    ).pvalue
+    assert row["p_permutation"] == exact
+    d_points = (a / n_test - b / n_test) * 100
+    assert stats.permutation_p(d_points) == exact
+
+
+def test_smallest_attainable_permutation_p_counts_zero_differences():
+    # n = 7 with 2 zero differences: 2 / 2**5 = 0.0625 > 0.05 although 2 / 2**7 would not be
+    b = [0.80, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86]
+    a = [0.81, 0.82, 0.83, 0.84, 0.85, 0.85, 0.86]
+    row = only_row(table({"a": a, "b": b}))
+    assert stats.smallest_permutation_p((np.array(a) - np.array(b)) * 100) == 2 / 2**5
+    assert "permutation test cannot reach p < 0.05 with n = 7" in row["warnings"]
+    assert "smallest attainable p = 2/2^5 = 0.0625" in row["warnings"]
+    assert row["p_permutation"] == pytest.approx(2 / 2**5)
+
+
+def test_significant_paired_t_that_the_permutation_test_cannot_reach_says_so():
+    row = only_row(table({"a": [0.5, 0.75, 0.625, 0.875, 0.5625], "b": [0.25, 0.5, 0.375, 0.625, 0.25]}))
+    assert row["p_holm"] < 0.05
+    assert row["verdict"] == (
+        "significant: a better; paired t only: the permutation test cannot reach p < 0.05 at n = 5"
+    )
 
 
 def test_exact_sign_flip_permutation_p():
@@ -108,17 +167,9 @@ def test_n_equals_two():
     assert row["n"] == 2
     assert row["p_paired"] == pytest.approx(st.ttest_rel(a, b).pvalue)
     assert row["p_permutation"] == pytest.approx(0.5)  # 2 / 2**2
-    assert row["seeds_needed"] >= 2 and math.isfinite(row["mde_80"])
+    assert math.isfinite(row["mde_80"]) and math.isnan(row["d_z"])
     assert "only n = 2 paired seeds" in row["warnings"]
-    assert "smallest possible p = 0.5" in row["warnings"]
-
-
-def test_ties_count_half_in_superiority():
-    row = only_row(table({"a": [0.90, 0.90, 0.92, 0.91], "b": [0.90, 0.91, 0.90, 0.91]}))
-    a, b = np.array([90, 90, 92, 91.0]), np.array([90, 91, 90, 91.0])
-    wins = sum((x > y) + 0.5 * (x == y) for x in a for y in b)
-    assert row["p_superiority"] == pytest.approx(wins / 16)
-    assert row["p_paired"] == pytest.approx(st.ttest_rel(a, b).pvalue)
+    assert "smallest attainable p = 2/2^2 = 0.5" in row["warnings"]
 
 
 def test_equal_arms_are_practically_equivalent():
@@ -127,11 +178,11 @@ def test_equal_arms_are_practically_equivalent():
     assert math.isnan(row["p_paired"]) and math.isnan(row["p_holm"])  # t = 0/0
     assert row["p_permutation"] == 1.0
     assert row["p_welch"] == pytest.approx(1.0)
-    assert row["hedges_g"] == 0.0 and row["p_superiority"] == 0.5
+    assert math.isnan(row["d_z"]) and row["share_a_better"] == 0.5 and row["p_sign"] == 1.0
     assert (row["rope_below"], row["rope_inside"], row["rope_above"]) == (0.0, 1.0, 0.0)
-    assert row["p_tost"] < 0.05
+    assert row["p_tost"] < 0.05 and row["p_tost_holm"] == row["p_tost"]  # one row: Holm changes nothing
     assert row["verdict"] == "practically equivalent"
-    assert math.isnan(row["seeds_needed"]) and math.isnan(row["mde_80"])
+    assert math.isnan(row["mde_80"])
     assert "zero variance" in row["warnings"]
 
 
@@ -141,7 +192,7 @@ def test_one_arm_constant():
     a, b = np.array(A) * 100, np.full(6, 0.9) * 100
     assert row["p_paired"] == pytest.approx(st.ttest_rel(a, b).pvalue)
     assert row["p_welch"] == pytest.approx(st.ttest_ind(a, b, equal_var=False).pvalue)
-    assert math.isfinite(row["hedges_g"]) and row["p_superiority"] == 1.0
+    assert math.isfinite(row["d_z"]) and row["share_a_better"] == 1.0
 
 
 def test_constant_nonzero_difference():
@@ -149,16 +200,9 @@ def test_constant_nonzero_difference():
     # such as 0.6 the x100 conversion leaves ~1e-14 noise and sd(d) is tiny but not 0
     row = only_row(table({"a": [0.5, 0.75, 0.625, 0.875], "b": [0.25, 0.5, 0.375, 0.625]}))
     assert row["sd_diff"] == 0.0 and row["diff"] == 25.0
-    assert row["p_paired"] == 0.0 and row["verdict"] == "significant: a better"
+    assert row["p_paired"] == 0.0 and row["verdict"].startswith("significant: a better; paired t only")
     assert (row["rope_below"], row["rope_inside"], row["rope_above"]) == (0.0, 0.0, 1.0)
-    assert math.isnan(row["mde_80"]) and math.isnan(row["seeds_needed"])
-
-
-def test_zero_mean_difference_needs_infinite_seeds():
-    row = only_row(table({"a": [0.90, 0.92, 0.91], "b": [0.91, 0.91, 0.91]}))
-    assert row["diff"] == pytest.approx(0.0, abs=1e-12)
-    # exact 0 needs exact arithmetic: 90 + 92 + 91 - 3 * 91 may round; either inf or huge
-    assert row["seeds_needed"] == math.inf or row["seeds_needed"] > 1e6
+    assert math.isnan(row["mde_80"]) and math.isnan(row["d_z"])
 
 
 def test_fewer_than_two_pairs_is_insufficient():
@@ -174,15 +218,15 @@ def test_significant_b_better_and_warnings():
     a = b - 0.02 + rng.normal(0, 0.002, 12)
     row = only_row(table({"a": list(a), "b": list(b)}))
     assert row["verdict"] == "significant: b better"
-    assert row["warnings"] == ""  # n = 12, power high, rank test feasible
+    assert row["warnings"] == ""  # n = 12: the permutation test can reach 0.05
 
 
-def test_rank_test_warning_threshold():
+def test_permutation_test_warning_threshold():
     five = only_row(table({"a": A[:5], "b": B[:5]}))
     six = only_row(table({"a": A, "b": B}))
-    assert "rank test cannot reach p < 0.05 with n = 5 (smallest possible p = 0.0625)" in five["warnings"]
+    assert "permutation test cannot reach p < 0.05 with n = 5 (smallest attainable p = 2/2^5 = 0.0625)" in five["warnings"]
     assert "fewer than 5" not in five["warnings"]
-    assert "rank test" not in six["warnings"]
+    assert "permutation test" not in six["warnings"]
 
 
 # --------------------------------------------------------------------------- the table
@@ -208,12 +252,12 @@ def two_datasets() -> pd.DataFrame:
 
 def test_columns_and_default_contrast_order():
     frame = stats.compare(two_datasets())
-    assert list(frame.columns[:20]) == [
+    assert list(frame.columns) == [
         "dataset", "arm_a", "arm_b", "n", "mean_a", "mean_b", "diff", "ci_low", "ci_high",
-        "p_paired", "p_welch", "p_permutation", "p_holm", "hedges_g", "p_superiority",
-        "rope_below", "rope_inside", "rope_above", "p_tost", "verdict",
+        "p_paired", "p_welch", "p_permutation", "p_holm", "d_z", "share_a_better", "p_sign", "rope",
+        "rope_below", "rope_inside", "rope_above", "p_tost", "p_tost_holm", "mde_80",
+        "seeds_for_smallest_effect", "sd_diff", "confounded_by", "still_rising", "verdict", "warnings",
     ]  # fmt: skip
-    assert {"mde_80", "seeds_needed", "warnings"} <= set(frame.columns)
     pairs = list(zip(frame["dataset"], frame["arm_a"], frame["arm_b"]))
     assert pairs == [
         (d, a, b)
@@ -226,6 +270,7 @@ def test_holm_over_every_row():
     frame = stats.compare(two_datasets())
     expected = multipletests(frame["p_paired"], alpha=0.05, method="holm")[1]
     np.testing.assert_allclose(frame["p_holm"], expected)
+    np.testing.assert_allclose(frame["p_tost_holm"], multipletests(frame["p_tost"], method="holm")[1])
     ordered = frame.sort_values("p_paired")
     assert ordered["p_holm"].is_monotonic_increasing
     assert (frame["p_holm"] >= frame["p_paired"]).all()
@@ -272,24 +317,11 @@ def test_summarize_values():
 # --------------------------------------------------------------------------- across datasets
 
 
-def test_bootstrap_aggregate_with_few_datasets():
-    results = two_datasets()
-    agg = stats.aggregate(results)
-    assert agg.friedman is None and len(agg.differences) == 3
-    first = agg.differences[0]
-    comparisons = stats.compare(results)
-    per_dataset = comparisons[(comparisons["arm_a"] == "fmce") & (comparisons["arm_b"] == "nfmce")]["diff"]
-    assert (first.arm_a, first.arm_b, first.datasets) == ("fmce", "nfmce", ("digits", "cifar"))
-    assert first.mean == pytest.approx(per_dataset.mean())
-    assert first.ci_low < first.mean < first.ci_high
-    assert stats.aggregate(results) == agg  # fixed seed
-
-
 def test_friedman_with_five_datasets():
     rng = np.random.default_rng(7)
     frames = [
-        table({"single": list(rng.uniform(0.80, 0.82, 3)), "nfmce": list(rng.uniform(0.81, 0.83, 3)),
-               "fmce": list(rng.uniform(0.82, 0.84, 3))}, f"d{i}")
+        table({"single": list(rng.uniform(0.80, 0.83, 3)), "nfmce": list(rng.uniform(0.80, 0.84, 3)),
+               "fmce": list(rng.uniform(0.815, 0.84, 3))}, f"d{i}")
         for i in range(5)
     ]  # fmt: skip
     results = pd.concat(frames, ignore_index=True)
@@ -304,11 +336,40 @@ def test_friedman_with_five_datasets():
     q = st.studentized_range.ppf(0.95, 3, np.inf) / math.sqrt(2)
     assert f.cd == pytest.approx(q * math.sqrt(3 * 4 / (6 * 5)))
     assert sum(f.avg_ranks.values()) == pytest.approx(6.0)
+    # Iman-Davenport: F = (N - 1) chi2 / (N (k - 1) - chi2) on (k - 1, (k - 1)(N - 1)) df
+    chi2 = expected.statistic
+    assert chi2 < 10  # not every data set ranks the arms alike, so F is finite
+    f_id = 4 * chi2 / (5 * 2 - chi2)
+    assert f.f_statistic == pytest.approx(f_id)
+    assert f.f_pvalue == pytest.approx(st.f.sf(f_id, 2, 8))
+    assert f.rejects == (f.f_pvalue < 0.05)
 
 
-def test_single_dataset_has_no_aggregate():
+def test_iman_davenport_on_a_fixed_table():
+    # 6 data sets x 4 arms, ranks written out: chi2 = 12 N / (k (k + 1)) sum R_j^2 - 3 N (k + 1)
+    table_ = np.array([[1, 2, 3, 4], [1, 3, 2, 4], [2, 1, 3, 4], [1, 2, 4, 3], [1, 2, 3, 4], [2, 1, 4, 3]], float)
+    n, k = table_.shape
+    mean_ranks = table_.mean(axis=0)
+    chi2 = 12 * n / (k * (k + 1)) * (np.sum(mean_ranks**2) - k * (k + 1) ** 2 / 4)
+    assert chi2 == pytest.approx(st.friedmanchisquare(*table_.T).statistic)
+    f, p = stats.iman_davenport(chi2, n, k)
+    assert f == pytest.approx((n - 1) * chi2 / (n * (k - 1) - chi2))
+    assert p == pytest.approx(st.f.sf(f, k - 1, (k - 1) * (n - 1)))
+    assert stats.iman_davenport(n * (k - 1), n, k) == (math.inf, 0.0)  # perfect agreement
+
+
+def test_missing_arm_is_named_not_dropped():
+    frames = [table({"a": A, "b": B, "c": B}, f"d{i}") for i in range(4)] + [table({"a": A, "b": B}, "d4")]
+    agg = stats.aggregate(pd.concat(frames, ignore_index=True))
+    assert any("arm c has no results on d4" in note and "left out of the Friedman test" in note for note in agg.notes)
+    assert stats.missing_arms(pd.concat(frames, ignore_index=True)) == [("d4", "c")]
+
+
+def test_single_dataset_has_only_counts_across():
     agg = stats.aggregate(table({"a": A, "b": B}))
-    assert agg.friedman is None and agg.differences == () and agg.notes
+    assert agg.friedman is None and agg.notes
+    (row,) = agg.across
+    assert row.n_datasets == 1 and math.isnan(row.p_sign_datasets) and math.isnan(row.re_diff)
 
 
 # --------------------------------------------------------------------------- input
@@ -372,3 +433,179 @@ def test_similarity_summary_per_arm():
     assert out["arm"].tolist() == ["fmce", "nfmce"] and out["n"].tolist() == [2, 2]
     assert out["mean"].tolist() == pytest.approx([0.2, 0.5])
     assert out["sd"].tolist() == pytest.approx([0.1414213562, 0.0])
+
+
+# --------------------------------------------------------------------------- optional columns
+
+
+def with_columns(results: pd.DataFrame, **columns) -> pd.DataFrame:
+    """Add per-arm values of optional columns: ``params={"a": 100, "b": 111}``."""
+    out = results.copy()
+    for name, by_arm in columns.items():
+        out[name] = out["arm"].map(by_arm)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("params", "images", "expected"),
+    [
+        ({"a": 100, "b": 110}, {"a": 1000, "b": 1000}, ""),  # exactly 10%: not more
+        ({"a": 100, "b": 111}, {"a": 1000, "b": 1000}, "parameters"),
+        ({"a": 100, "b": 100}, {"a": 2000, "b": 1000}, "compute"),
+        ({"a": 200, "b": 100}, {"a": 1000, "b": 2000}, "parameters, compute"),
+        (None, None, "unknown"),
+        ({"a": 200, "b": 100}, None, "parameters, compute unknown"),
+    ],
+)
+def test_confounded_by_ten_percent_rule(params, images, expected):
+    columns = {k: v for k, v in (("params", params), ("train_images", images)) if v is not None}
+    row = only_row(with_columns(table({"a": A, "b": B}), **columns))
+    assert row["confounded_by"] == expected
+
+
+def test_still_rising_marks_the_verdict():
+    results = with_columns(table({"a": A, "b": B}), val_gain_last_quarter={"a": 0.035, "b": 0.01})
+    row = only_row(results)
+    assert row["still_rising"] == "a"
+    assert row["verdict"].endswith("; still rising: a")
+    profile = stats.profile_arms(results)
+    assert profile["late_gain"].tolist() == pytest.approx([3.5, 1.0])
+    assert profile["still_rising"].tolist() == [True, False]
+    assert only_row(results, still_rising=5.0)["still_rising"] == ""
+
+
+def test_rope_default_is_one_test_image_and_a_finer_one_is_flagged():
+    results = with_columns(table({"a": A, "b": B}), n_test={"a": 360, "b": 360})
+    row = only_row(results)
+    assert row["rope"] == pytest.approx(100 / 360)
+    a, b = np.array(A) * 100, np.array(B) * 100
+    assert row["p_tost"] == pytest.approx(ttost_paired(a, b, -100 / 360, 100 / 360)[0])
+    assert "finer than one test image" not in row["warnings"]
+    given = only_row(results, rope=0.1)
+    assert given["rope"] == 0.1 and "the ROPE of ±0.1 points is finer than one test image here (0.278 points)" in given["warnings"]
+    assert only_row(with_columns(table({"a": A, "b": B}), n_test={"a": 10**5, "b": 10**5}))["rope"] == 0.1
+
+
+def test_optional_columns_are_validated_and_kept(tmp_path):
+    path = write(tmp_path, "dataset,arm,seed,accuracy,params,wall_time,n_test,extra\n"
+                 "d,a,0,0.9,1000,12.5,360,x\nd,a,1,0.8,,,360,y\n")
+    frame = stats.load_results(path)
+    assert list(frame.columns) == ["dataset", "arm", "seed", "accuracy", "params", "n_test", "wall_time"]
+    assert frame["params"].dtype == "Int64" and frame["params"].isna().tolist() == [False, True]
+    assert math.isnan(frame["wall_time"].iloc[1])
+    bad = write(tmp_path, "dataset,arm,seed,accuracy,train_images\nd,a,0,0.9,lots\n")
+    with pytest.raises(ConfigError, match="row 1: train_images 'lots' is not an integer"):
+        stats.load_results(bad)
+    bad = write(tmp_path, "dataset,arm,seed,accuracy,val_gain_last_quarter\nd,a,0,0.9,fast\n")
+    with pytest.raises(ConfigError, match="row 1: val_gain_last_quarter 'fast' is not a number"):
+        stats.load_results(bad)
+
+
+def test_single_long_beating_single_is_found():
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.80, 0.82, 6)
+    results = table({"single": list(base), "single-long": list(base + 0.03 + rng.normal(0, 0.002, 6)),
+                     "fmce": list(base + 0.01)})
+    comparisons = stats.compare(results, contrasts=[("fmce", "single")])
+    (found,) = stats.single_recipe_too_short(results, comparisons)
+    assert found["dataset"] == "digits" and found["source"] == "paired t" and found["diff"] > 2
+    comparisons = stats.compare(results, contrasts=[("single", "single-long")])
+    (found,) = stats.single_recipe_too_short(results, comparisons)
+    assert found["source"] == "contrast" and found["diff"] > 2
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def test_expected_max_equals_brute_force_enumeration():
+    from itertools import product
+
+    values = [0.61, 0.72, 0.55, 0.72, 0.68]
+    curve = stats.expected_max(values)
+    assert len(curve) == 5
+    for n in range(1, 6):
+        draws = list(product(values, repeat=n))  # every ordered draw with replacement, equally likely
+        assert curve[n - 1] == pytest.approx(np.mean([max(d) for d in draws]))
+    assert curve[0] == pytest.approx(np.mean(values))
+    assert stats.expected_max([]).size == 0
+
+
+# --------------------------------------------------------------------------- across datasets (issue 10)
+
+
+def per_dataset(diffs: dict[str, list[float]], base: float = 0.8, n_test: int | None = None) -> pd.DataFrame:
+    """Arms a and b on several data sets: b at ``base`` + noise, a = b + the given differences (points)."""
+    rng = np.random.default_rng(9)
+    frames = []
+    for dataset, d in diffs.items():
+        b = base + rng.uniform(-0.02, 0.02, len(d))
+        frames.append(table({"a": list(b + np.array(d) / 100), "b": list(b)}, dataset))
+    results = pd.concat(frames, ignore_index=True)
+    return results if n_test is None else results.assign(n_test=n_test)
+
+
+def test_datasets_as_units_match_scipy():
+    diffs = {"d1": [0.5], "d2": [1.25], "d3": [-0.25], "d4": [0.75]}
+    (row,) = stats.across_datasets(per_dataset(diffs))
+    d = np.array([0.5, 1.25, -0.25, 0.75])
+    assert (row.n_datasets, row.a_ahead, row.b_ahead) == (4, 3, 1)
+    assert row.p_sign_datasets == pytest.approx(st.binomtest(3, 4).pvalue)
+    assert row.p_wilcoxon_datasets == pytest.approx(st.wilcoxon(d).pvalue)
+    assert row.min_p_datasets == 2 / 2**4
+    assert row.re_datasets == 0 and math.isnan(row.re_diff)
+
+
+def test_datasets_as_units_with_a_tie():
+    diffs = {"d1": [0.5], "d2": [0.0], "d3": [0.5], "d4": [1.0], "d5": [-0.25]}
+    (row,) = stats.across_datasets(per_dataset(diffs))
+    assert (row.a_ahead, row.b_ahead) == (3, 1)
+    assert row.p_sign_datasets == pytest.approx(st.binomtest(3, 4).pvalue)
+    assert row.p_wilcoxon_datasets == pytest.approx(st.wilcoxon(np.array([0.5, 0.0, 0.5, 1.0, -0.25])).pvalue)
+    assert row.min_p_datasets == 2 / 2**4  # the tied data set cannot count
+
+
+def test_random_effects_match_statsmodels_with_unequal_seeds():
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    diffs = {
+        "d1": [0.5, 1.0, 0.25],
+        "d2": [1.5, 2.0, 1.0, 2.5, 1.75],
+        "d3": [-0.5, 0.25, 0.0, -0.25],
+        "d4": [0.75, 1.25, 0.5, 1.0, 0.25, 1.5],
+    }
+    (row,) = stats.across_datasets(per_dataset(diffs))
+    d = [np.array(v) for v in diffs.values()]
+    effect = np.array([x.mean() for x in d])
+    variance = np.array([x.var(ddof=1) / x.size for x in d])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = combine_effects(effect, variance, use_t=True)
+        wls = res.summary_frame().loc["random effect wls"]
+    assert row.re_datasets == 4
+    assert row.re_diff == pytest.approx(wls["eff"], rel=1e-6)
+    assert (row.re_ci_low, row.re_ci_high) == pytest.approx((wls["ci_low"], wls["ci_upp"]), rel=1e-6)
+    assert row.re_se == pytest.approx(wls["sd_eff"], rel=1e-6)
+    assert row.tau2 == pytest.approx(res.tau2, rel=1e-6) and row.tau2 > 0
+    assert row.i2 == pytest.approx(max(0.0, res.i2), rel=1e-6)
+    # the prediction interval for a new data set: mean +/- t(k - 2) sqrt(tau2 + SE^2)
+    half = st.t.ppf(0.975, 2) * math.sqrt(res.tau2 + wls["sd_eff"] ** 2)
+    assert (row.pi_low, row.pi_high) == pytest.approx((wls["eff"] - half, wls["eff"] + half), rel=1e-6)
+
+
+def test_i2_is_truncated_at_zero_and_a_zero_variance_data_set_gets_a_floor():
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    # d1: the same difference at every seed (2 test images of 400 = 0.5 points): zero variance
+    diffs = {"d1": [0.5, 0.5, 0.5], "d2": [0.25, 1.0, 0.5, 0.75], "d3": [0.5, 0.0, 1.0]}
+    (row,) = stats.across_datasets(per_dataset(diffs, n_test=400))
+    floor = (100 / 400) ** 2 / 3
+    effect = np.array([0.5, 0.625, 0.5])
+    variance = np.array([floor, np.var([0.25, 1.0, 0.5, 0.75], ddof=1) / 4, np.var([0.5, 0.0, 1.0], ddof=1) / 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = combine_effects(effect, variance, use_t=True)
+        eff = res.summary_frame().loc["random effect wls", "eff"]
+    assert row.re_diff == pytest.approx(eff, rel=1e-6)
+    assert res.i2 < 0 and row.i2 == 0.0  # the differences agree better than chance: I2 truncated
+    (unknown,) = stats.across_datasets(per_dataset(diffs))
+    assert "without n_test" in unknown.notes and math.isfinite(unknown.re_diff)
