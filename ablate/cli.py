@@ -334,12 +334,15 @@ def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None)
     effect, effect_source = effect_arg, "--effect"
     if effect is None and getattr(rep, "smallest_effect", None) is not None:
         effect, effect_source = float(rep.smallest_effect), "repeats.smallest_effect"
+    # Without repeats.rope the report uses max(0.1, one test image) per data set; the test
+    # split's size is not known before the data is read, so the plan assumes the 0.1 floor.
+    rope = rep.rope if rep.rope is not None else 0.1
     if effect is None:
-        if rep.rope <= 0:
+        if rope <= 0:
             raise ConfigError(f"{study_file}: repeats.rope is 0, so there is no default effect; pass --effect POINTS")
-        effect, effect_source = 3 * rep.rope, "3 x repeats.rope"
+        effect, effect_source = 3 * rope, "3 x repeats.rope" if rep.rope is not None else "3 x the default rope 0.1"
     design = make_design(rep.looks, alpha=rep.alpha, comparisons=len(contrasts) * len(datasets),
-                         spending=rep.spending, rope=rep.rope)
+                         spending=rep.spending, rope=rope)
     oc = operating_characteristics(design, sd=sd, effect=effect)
     finite = lambda x: x if x < float("inf") else None  # noqa: E731 - JSON has no inf
     return {

@@ -177,8 +177,8 @@ def check_study(cfg: StudyConfig, paths: StudyPaths, workers: int = 1) -> None:
     if cfg.repeats is not None:
         for name in cfg.repeats.datasets:
             variants.append(with_overrides(run, {"dataset.name": name}, "repeats.datasets"))
-        for arm, overrides in cfg.repeats.arms.items():
-            variants.append(with_overrides(run, overrides, f"repeats.arms.{arm}"))
+        for arm in cfg.repeats.arms:
+            variants.append(with_overrides(run, arm_overrides(cfg, arm), f"repeats.arms.{arm}"))
     for backbone in sorted({v.model.backbone for v in variants}):
         check_backbone(backbone)
     seen = set()
@@ -825,12 +825,18 @@ def _tuning(cfg: StudyConfig, paths: StudyPaths, trials: list[FrozenTrial]) -> d
 
 
 def _importances(study: optuna.Study) -> dict[str, float]:
-    """Optuna's fANOVA importances of the searched parameters; empty when they cannot be had
-    (fewer than two completed trials, or no parameter that varied)."""
-    try:
-        return {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
-    except (RuntimeError, ValueError, ZeroDivisionError):
+    """Optuna's parameter importances (its default evaluator) of the searched parameters; empty
+    when they cannot be had: too few completed trials (Optuna then says so and returns equal
+    shares, which would read as a finding), or no parameter that varied."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            importances = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError, ZeroDivisionError):
+            return {}
+    if any("too small" in str(w.message) for w in caught):
         return {}
+    return {k: round(float(v), 4) for k, v in importances.items()}
 
 
 def relative_study_file(paths: StudyPaths) -> str:
