@@ -115,20 +115,27 @@ class QuietEvents:
 # Paths, storages, checks
 
 
-def resolve_paths(cfg: StudyConfig, study_file: Path, base: Path | None = None) -> StudyPaths:
+def resolve_paths(cfg: StudyConfig, study_file: Path, base: Path | None = None, *,
+                  storage_override: str | None = None) -> StudyPaths:
     """Where a study keeps its storage, runs and report. Creates nothing.
 
-    Relative paths are resolved against ``base``, by default the study file's folder.
+    Relative paths are resolved against ``base``, by default the study file's folder; a
+    ``storage_override`` (``--storage`` or ``ABLATE_STORAGE``) replaces the file's ``storage``
+    and its relative path is resolved against the current working folder, like any path typed
+    on a command line.
     """
     study_file = Path(study_file).absolute()
     base = Path(base).absolute() if base is not None else study_file.parent
-    storage = cfg.storage or f"sqlite:///{base / 'runs' / (cfg.name + '.db')}"
+    if storage_override:
+        storage, storage_base = storage_override, Path.cwd()
+    else:
+        storage, storage_base = cfg.storage or f"sqlite:///{base / 'runs' / (cfg.name + '.db')}", base
     if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
         rel = storage[len("sqlite:///"):]
         if rel != ":memory:":
-            storage = f"sqlite:///{base / rel}"
+            storage = f"sqlite:///{storage_base / rel}"
     elif storage.startswith("journal:///") and not storage.startswith("journal:////"):
-        storage = f"journal:///{base / storage[len('journal:///'):]}"
+        storage = f"journal:///{storage_base / storage[len('journal:///'):]}"
     # Runs (storage, checkpoints, artifacts) live beside the study file; the report, like any
     # command's output, goes under reports/ of the folder the command runs in.
     return StudyPaths(study_file, base, storage, base / "runs" / cfg.name, Path.cwd() / "reports" / cfg.name)
