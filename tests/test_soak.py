@@ -38,7 +38,7 @@ from ablate.study import open_storage, repeat_cells, repeats_study, resolve_path
 
 POSTGRES = os.environ.get("ABLATE_TEST_POSTGRES")
 KILLS = 10
-DEADLINE_S = 1200  # the whole soak; it takes about 300 s
+DEADLINE_S = 1200  # the whole soak; about 260 s alone on 2 cores, far longer beside a training run
 PAUSE_IN_CLAIM_S = 1.0
 HELD = "holds the claim lock"
 
@@ -229,7 +229,8 @@ def test_ten_kills_at_random_moments_lose_nothing_and_run_nothing_twice(tmp_path
     counts = {kind: _check_storage(cfg, url) for kind, url in storages.items()}
     for kind, url in storages.items():  # the report regenerates from each storage
         out = subprocess.run([sys.executable, "-m", "ablate", "report", str(study_file), "--storage", url],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                             cwd=tmp_path, capture_output=True, text=True,
+                             timeout=max(120, DEADLINE_S - (time.monotonic() - started)))
         assert out.returncode == 0, out.stderr
         paths = resolve_paths(cfg, study_file, storage_override=url)
         regenerated = pd.read_csv(paths.report_dir / "results.csv")

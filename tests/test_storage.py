@@ -168,6 +168,7 @@ def test_a_killed_holders_claim_lock_is_free_at_once(tmp_path):
     assert time.monotonic() - start < 2
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 @pytest.mark.parametrize("kind", ["journal", "postgresql"])
 def test_a_trial_whose_worker_died_while_claiming_it_is_retried_with_its_cell(tmp_path, kind):
     if kind == "postgresql":
