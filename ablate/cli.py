@@ -48,10 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus", default=None, help="comma-separated GPU ids: one worker per GPU, e.g. 0,1,2,3")
     run.add_argument("--max-trials", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop early
     run.add_argument("--quiet", action="store_true", help="no live display, one line per trial")
+    _add_storage(run)
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a study file and its data sets and backbones; run nothing")
     check.add_argument("study", type=Path)
+    _add_storage(check)
     check.set_defaults(func=cmd_check)
 
     rep = sub.add_parser("report", help="write the significance report from a study's storage or a results.csv")
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                      "(default 2) (--results)")
     rep.add_argument("--title", help="report title (--results)")
     rep.add_argument("--note", help="a note shown at the top of the report, e.g. where the numbers come from (--results)")
+    _add_storage(rep)
     rep.set_defaults(func=cmd_report)
 
     plan = sub.add_parser("plan", help="a study's sequential design: boundaries per look and error rates, before training")
@@ -84,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     dash.add_argument("study", type=Path)
     dash.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     dash.add_argument("--port", type=int, default=8080)
+    dash.add_argument("--allow-remote", action="store_true",
+                      help="let --host be an address other machines can reach (they can change the study)")
+    _add_storage(dash)
     dash.set_defaults(func=cmd_dashboard)
 
     bench = sub.add_parser("bench", help="training throughput: ablate's loop against a bare PyTorch loop")
@@ -94,7 +100,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: Path | None, workers: int = 1):
+def _add_storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", metavar="URL", default=None,
+                        help="use this storage instead of the study file's (also: ABLATE_STORAGE); "
+                             "a relative path is resolved against this folder")
+
+
+def _storage_override(args: argparse.Namespace) -> str | None:
+    """``--storage``, else ``ABLATE_STORAGE``, else None: the study file's own storage."""
+    return getattr(args, "storage", None) or os.environ.get("ABLATE_STORAGE") or None
+
+
+def _load(path: Path | None, workers: int = 1, storage: str | None = None):
     from ablate.config import load_study
     from ablate.study import check_study, resolve_paths
 
@@ -103,10 +120,10 @@ def _load(path: Path | None, workers: int = 1):
 
         path = Path(str(files("ablate") / "studies" / "quickstart.yaml"))
         cfg = load_study(path)
-        paths = resolve_paths(cfg, path, base=Path.cwd())
+        paths = resolve_paths(cfg, path, base=Path.cwd(), storage_override=storage)
     else:
         cfg = load_study(path)
-        paths = resolve_paths(cfg, path)
+        paths = resolve_paths(cfg, path, storage_override=storage)
     check_study(cfg, paths, workers=workers)
     return cfg, paths
 
@@ -114,7 +131,7 @@ def _load(path: Path | None, workers: int = 1):
 def cmd_check(args: argparse.Namespace) -> int:
     from ablate.study import redact
 
-    cfg, paths = _load(args.study)
+    cfg, paths = _load(args.study, storage=_storage_override(args))
     print(f"{args.study}: ok; study {cfg.name!r}, storage {redact(paths.storage)}")
     return 0
 
@@ -124,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = len(gpus) if gpus else args.workers
     if workers < 1:
         raise ConfigError(f"--workers: expected 1 or more (got {workers})")
-    cfg, paths = _load(args.study, workers=workers)
+    cfg, paths = _load(args.study, workers=workers, storage=_storage_override(args))
     phases = PHASES if args.phase == "all" else (args.phase,)
     if cfg.repeats is None:
         phases = tuple(p for p in phases if p == "search")
@@ -172,7 +189,9 @@ def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int
         print(f"{phase}: starting {workers} workers ({threads} threads each)")
         procs = []
         for i in range(workers):
-            env = dict(os.environ, ABLATE_WORKER=str(i), ABLATE_THREADS=str(threads))
+            # The storage the parent resolved, in the environment rather than on the command
+            # line, where `ps` would show a password to every user of the machine.
+            env = dict(os.environ, ABLATE_WORKER=str(i), ABLATE_THREADS=str(threads), ABLATE_STORAGE=paths.storage)
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[i]
             cmd = [sys.executable, "-m", "ablate", "run", *([str(args.study)] if args.study else []), "--phase", phase, "--quiet",
@@ -290,7 +309,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     given = [name for name in _RESULTS_ONLY if getattr(args, name) is not None]
     if given:
         raise ConfigError(f"--{given[0].replace('_', '-')} applies to --results only; a study's report uses its study file")
-    cfg, paths = _load(args.study)
+    cfg, paths = _load(args.study, storage=_storage_override(args))
     if cfg.repeats is None:
         raise ConfigError(f"{args.study}: the study file has no 'repeats' section, so there is nothing to report")
     _write_report(cfg, paths)
@@ -496,12 +515,33 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     from ablate.study import open_storage, redact
 
-    cfg, paths = _load(args.study)
+    if not _is_loopback(args.host) and not args.allow_remote:
+        raise ConfigError(
+            f"--host {args.host}: not a loopback address, and anyone who reaches optuna-dashboard can "
+            f"change the study (notes, trial states, deleting studies); use an SSH tunnel "
+            f"(ssh -L {args.port}:127.0.0.1:{args.port} THIS-HOST) or add --allow-remote"
+        )
+    cfg, paths = _load(args.study, storage=_storage_override(args))
     storage = open_storage(paths.storage)
     paths.artifacts.mkdir(parents=True, exist_ok=True)
+    if not _is_loopback(args.host):
+        print(f"ablate: warning: optuna-dashboard on {args.host} can be reached from other machines, and "
+              f"whoever reaches it can change the study (notes, trial states, deleting studies)", file=sys.stderr)
     print(f"optuna-dashboard on http://{args.host}:{args.port} for {redact(paths.storage)} (Ctrl-C stops it)")
     run_server(storage, host=args.host, port=args.port, artifact_store=FileSystemArtifactStore(paths.artifacts))
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is this machine's loopback (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

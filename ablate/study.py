@@ -21,6 +21,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import filelock
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread
+import psutil
 from optuna.trial import FrozenTrial, TrialState
 
 import ablate
+from ablate import _optuna
 from ablate.config import (Choices, Dimension, RunConfig, StudyConfig, arm_overrides, base_run, config_hash, get_path,
                            with_overrides)
 from ablate.data import check_dataset
@@ -121,20 +124,27 @@ class QuietEvents:
 # Paths, storages, checks
 
 
-def resolve_paths(cfg: StudyConfig, study_file: Path, base: Path | None = None) -> StudyPaths:
+def resolve_paths(cfg: StudyConfig, study_file: Path, base: Path | None = None, *,
+                  storage_override: str | None = None) -> StudyPaths:
     """Where a study keeps its storage, runs and report. Creates nothing.
 
-    Relative paths are resolved against ``base``, by default the study file's folder.
+    Relative paths are resolved against ``base``, by default the study file's folder; a
+    ``storage_override`` (``--storage`` or ``ABLATE_STORAGE``) replaces the file's ``storage``
+    and its relative path is resolved against the current working folder, like any path typed
+    on a command line.
     """
     study_file = Path(study_file).absolute()
     base = Path(base).absolute() if base is not None else study_file.parent
-    storage = cfg.storage or f"sqlite:///{base / 'runs' / (cfg.name + '.db')}"
+    if storage_override:
+        storage, storage_base = storage_override, Path.cwd()
+    else:
+        storage, storage_base = cfg.storage or f"sqlite:///{base / 'runs' / (cfg.name + '.db')}", base
     if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
         rel = storage[len("sqlite:///"):]
         if rel != ":memory:":
-            storage = f"sqlite:///{base / rel}"
+            storage = f"sqlite:///{storage_base / rel}"
     elif storage.startswith("journal:///") and not storage.startswith("journal:////"):
-        storage = f"journal:///{base / storage[len('journal:///'):]}"
+        storage = f"journal:///{storage_base / storage[len('journal:///'):]}"
     # Runs (storage, checkpoints, artifacts) live beside the study file; the report, like any
     # command's output, goes under reports/ of the folder the command runs in.
     return StudyPaths(study_file, base, storage, base / "runs" / cfg.name, Path.cwd() / "reports" / cfg.name)
@@ -198,6 +208,7 @@ def open_storage(url: str, *, max_retry: int = 2) -> optuna.storages.BaseStorage
 
     RDB servers get a heartbeat so that a dead worker's trial is failed and enqueued again.
     """
+    _optuna.check_once()
     kind = storage_kind(url)
     try:
         if kind == "journal":
@@ -226,7 +237,7 @@ def open_storage(url: str, *, max_retry: int = 2) -> optuna.storages.BaseStorage
 
 def search_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage, arm: str | None = None) -> optuna.Study:
     """The search of the whole study (``arm=None``), or of one arm with per-arm tuning."""
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=cfg.name if arm is None else f"{cfg.name}:search:{arm}",
         storage=storage,
         sampler=_sampler(cfg),
@@ -234,10 +245,12 @@ def search_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage, arm: st
         direction="maximize",
         load_if_exists=True,
     )
+    study.set_metric_names(["validation accuracy"])  # optuna-dashboard's axis label
+    return study
 
 
 def repeats_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=f"{cfg.name}:repeats",
         storage=storage,
         sampler=optuna.samplers.RandomSampler(seed=0),  # never samples: every cell is enqueued
@@ -245,6 +258,8 @@ def repeats_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> opt
         direction="maximize",
         load_if_exists=True,
     )
+    study.set_metric_names(["validation accuracy"])  # optuna-dashboard's axis label
+    return study
 
 
 def _sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
@@ -272,14 +287,18 @@ def _pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
 
 @contextlib.contextmanager
 def _claim_lock(storage: optuna.storages.BaseStorage, url: str, name: str) -> Iterator[None]:
-    """Serialise 'count the trials, then ask for one' across every worker of a study."""
+    """Serialise 'count the trials, then ask for one' across every worker of a study.
+
+    Both locks die with their holder, so a worker killed inside never blocks the others:
+    PostgreSQL drops a session's advisory lock when its connection closes, and the kernel drops
+    a flock (filelock's FileLock on Linux and macOS) when its process exits.
+    """
     kind = storage_kind(url)
     if kind == "rdb" and url.startswith("postgresql"):
         from sqlalchemy import text
 
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-        rdb = getattr(storage, "_backend", storage)  # a study wraps its RDBStorage in a cache
-        with rdb.engine.connect() as conn:
+        with _optuna.rdb_engine(storage).connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
                 yield
@@ -289,33 +308,54 @@ def _claim_lock(storage: optuna.storages.BaseStorage, url: str, name: str) -> It
         return
     if kind in ("journal", "sqlite"):
         path = url.split(":///", 1)[1] + f".{hashlib.sha256(name.encode()).hexdigest()[:8]}.claim"
-        lock = optuna.storages.journal.JournalFileOpenLock(path, grace_period=120)
-        lock.acquire()
-        try:
+        with filelock.FileLock(path):
             yield
-        finally:
-            lock.release()
         return
     yield  # another RDB (MySQL, ...): Optuna's own transactions only
 
 
+def _holds_claim_lock(url: str) -> bool:
+    """Whether ``_claim_lock`` really locks for this storage (see there)."""
+    return storage_kind(url) != "rdb" or url.startswith("postgresql")
+
+
+def _pause_in_claim_for_tests(study: optuna.Study) -> None:
+    """Test hook (the kill soak): ABLATE_TEST_PAUSE_IN_CLAIM=seconds holds the claim lock that
+    long with a trial asked for but not yet tagged, so a test can kill a worker right there."""
+    seconds = float(os.environ.get("ABLATE_TEST_PAUSE_IN_CLAIM", 0) or 0)
+    if seconds > 0:
+        print(f"ablate-test: pid {os.getpid()} holds the claim lock of {study.study_name}", file=sys.stderr, flush=True)
+        time.sleep(seconds)
+
+
 def _worker_id() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    """Who runs a trial: host, pid and the process's start time (a reused pid starts later)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _pid_alive(pid: int, started: float | None = None) -> bool:
+    """Whether process ``pid`` on this host runs and, given ``started``, is the one that started
+    then; a zombie (killed, not yet reaped by its parent) is dead."""
+    if pid <= 0:
         return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped by its parent) still answers kill(0): read its state.
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) < 0.01
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
         return True
+
+
+def _half_claimed(trial: FrozenTrial) -> bool:
+    """A RUNNING trial whose claim never finished: ``_claim`` tags each trial with its worker and
+    number last, under the claim lock, so a trial seen untagged by the holder of that lock
+    belongs to a worker that died inside it (a retry carries its dead predecessor's tag, with
+    the predecessor's number). On PostgreSQL such a trial never beat, so Optuna's heartbeat
+    check would leave it RUNNING forever."""
+    return (trial.system_attrs.get("ablate:worker") or {}).get("trial") != trial.number
 
 
 def requeue_dead_trials(study: optuna.Study, url: str, max_retry: int) -> list[int]:
@@ -323,24 +363,32 @@ def requeue_dead_trials(study: optuna.Study, url: str, max_retry: int) -> list[i
 
     RDB servers: Optuna's heartbeat decides (``fail_stale_trials``). Journal and SQLite files
     have no heartbeat: a trial is dead when its worker ran on this host and that process is gone.
+    On every storage that ``_claim_lock`` locks, the caller holds that lock, and a trial whose
+    claim never finished is dead too (``_half_claimed``).
     Returns the numbers of the trials failed here.
     """
+    failed = []
     if storage_kind(url) == "rdb":
         # Optuna fails them and its callback enqueues the retries (which record the failed
         # trial's number as the system attribute 'failed_trial').
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
         after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        return sorted(before - after)
+        failed = sorted(before - after)
     host = socket.gethostname()
-    failed = []
+    storage = _optuna.storage_of(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.system_attrs.get("ablate:worker") or {}
-        if worker.get("host") != host or _pid_alive(int(worker.get("pid", -1))):
+        if _holds_claim_lock(url) and _half_claimed(t):
+            reason = f"worker {worker.get('pid')} on {worker.get('host')} died while claiming it"
+        elif (storage_kind(url) != "rdb" and worker.get("host") == host
+              and not _pid_alive(int(worker.get("pid", -1)), worker.get("started"))):
+            reason = f"worker {worker.get('pid')} on {host} died"
+        else:
             continue
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {worker.get('pid')} on {host} died")
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_user_attr(_optuna.trial_id(t), "fail_reason", reason)
+            storage.set_trial_state_values(_optuna.trial_id(t), TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker got there first
         failed.append(t.number)
@@ -526,7 +574,7 @@ def _upload_curve(trial: optuna.Trial, result: TrialResult, paths: StudyPaths) -
 def _claim(study: optuna.Study, paths: StudyPaths, want: int, *, only_waiting: bool,
            max_retry: int) -> optuna.Trial | None | bool:
     """Under the study's lock: a trial to run, None to wait for others, False when all is done."""
-    with _claim_lock(study._storage, paths.storage, study.study_name):
+    with _claim_lock(_optuna.storage_of(study), paths.storage, study.study_name):
         requeue_dead_trials(study, paths.storage, max_retry)
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in FINISHED for t in trials)
@@ -537,7 +585,11 @@ def _claim(study: optuna.Study, paths: StudyPaths, want: int, *, only_waiting: b
         if waiting == 0 and (only_waiting or done + running >= want):
             return None if running else False
         trial = study.ask()
-        study._storage.set_trial_system_attr(trial._trial_id, "ablate:worker", _worker_id())
+        _pause_in_claim_for_tests(study)
+        # First beat, then the tag, both before the lock is let go: see _half_claimed.
+        _optuna.record_heartbeat(study, trial)
+        _optuna.storage_of(study).set_trial_system_attr(_optuna.trial_id(trial), "ablate:worker",
+                                                        {**_worker_id(), "trial": trial.number})
         return trial
 
 
@@ -558,7 +610,7 @@ def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable
         try:
             # Optuna's optimize() beats the heart of its trials the same way; we ask() ourselves
             # (to count and claim under a lock), so we start the beat ourselves.
-            with get_heartbeat_thread(trial._trial_id, study._storage):
+            with _optuna.heartbeat(study, trial):
                 value = objective(trial)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
@@ -574,7 +626,7 @@ def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable
             raise
         else:
             study.tell(trial, value)
-        events.trial_finished(label or study.study_name, study._storage.get_trial(trial._trial_id))
+        events.trial_finished(label or study.study_name, _optuna.storage_of(study).get_trial(_optuna.trial_id(trial)))
     return ran
 
 
@@ -709,7 +761,7 @@ def _cell_key(cell: dict[str, Any] | FrozenTrial) -> tuple:
     """(arm, dataset, seed) of a cell, or of a trial: a WAITING trial (or a RUNNING one before
     its first suggest) holds its cell in the 'fixed_params' system attribute, not in params."""
     if isinstance(cell, FrozenTrial):
-        cell = cell.params or cell.system_attrs.get("fixed_params", {})
+        cell = cell.params or _optuna.enqueued_params(cell)
     return cell.get("arm"), cell.get("dataset"), cell.get("seed")
 
 
@@ -724,7 +776,7 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths, c
     every later cell of the arm (retries, later seeds): a search trial added since changes
     nothing already decided. Returns the cells given up on (failed more than ``max_retry`` times).
     """
-    with _claim_lock(study._storage, paths.storage, study.study_name):
+    with _claim_lock(_optuna.storage_of(study), paths.storage, study.study_name):
         requeue_dead_trials(study, paths.storage, max_retry)
         trials = study.get_trials(deepcopy=False)
         live = {_cell_key(t) for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}

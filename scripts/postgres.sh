@@ -1,6 +1,8 @@
 # A throw-away PostgreSQL server on 127.0.0.1 for the tests (sourced by scripts/test.sh).
 # Installs Debian's postgresql package when no server is on the machine. Exports
-# ABLATE_TEST_POSTGRES, the URL the tests use.
+# ABLATE_TEST_POSTGRES, the URL the tests use, and for the password tests a second role that
+# must give a password (scram-sha-256): ABLATE_TEST_POSTGRES_PW (a URL without the password)
+# and ABLATE_TEST_PGPASSWORD (the password, for PGPASSWORD or ~/.pgpass).
 
 _pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
@@ -21,10 +23,20 @@ start_postgres() {
         as=(runuser -u postgres --)
     fi
     (cd /tmp && "${as[@]}" "$bin/initdb" -D "$PG_DIR/data" -A trust -U ablate >/dev/null)
+    # First match wins: the role ablate_pw must give its password; everyone else is trusted.
+    local hba="$PG_DIR/data/pg_hba.conf"
+    { echo "host all ablate_pw 127.0.0.1/32 scram-sha-256"; cat "$hba"; } > "$hba.new"
+    "${as[@]}" cp "$hba.new" "$hba" && rm -f "$hba.new"
     (cd /tmp && "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
         -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null)
     "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U ablate ablate_test
     export ABLATE_TEST_POSTGRES="postgresql://ablate@127.0.0.1:$PG_PORT/ablate_test"
+    ABLATE_TEST_PGPASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(8))')
+    "$bin/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U ablate -d ablate_test \
+        -c "CREATE ROLE ablate_pw LOGIN PASSWORD '$ABLATE_TEST_PGPASSWORD'" >/dev/null
+    "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U ablate -O ablate_pw ablate_pw_test
+    export ABLATE_TEST_PGPASSWORD
+    export ABLATE_TEST_POSTGRES_PW="postgresql://ablate_pw@127.0.0.1:$PG_PORT/ablate_pw_test"
     echo "PostgreSQL for the tests: $ABLATE_TEST_POSTGRES"
 }
 

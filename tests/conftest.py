@@ -52,6 +52,13 @@ def _in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _no_storage_override(monkeypatch):
+    """A user's ABLATE_STORAGE would send every test's study to their storage: tests that
+    want one set it themselves."""
+    monkeypatch.delenv("ABLATE_STORAGE", raising=False)
+
+
 @pytest.fixture
 def write_study(tmp_path: Path):
     def write(text: str, name: str = "study.yaml") -> Path:
