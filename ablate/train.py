@@ -26,7 +26,7 @@ from ablate.models import build_model, count_parameters, fmce_penalty, head_simi
 from ablate.records import EpochStats, TrialResult
 from ablate.seeding import seed_everything
 
-__all__ = ["resolve_device", "train_run", "train_epoch", "EpochSums", "stage1_config", "stage1_path", "evaluate", "available_cores"]
+__all__ = ["resolve_device", "train_run", "train_epoch", "EpochSums", "stage1_config", "stage1_run_config", "stage1_path", "evaluate", "available_cores"]
 
 EpochCallback = Callable[[EpochStats], None]
 Log = Callable[[str], None]
@@ -65,6 +65,13 @@ def stage1_config(cfg: RunConfig) -> RunConfig:
             "train": cfg.train.model_copy(update=recipe),
         }
     )
+
+
+def stage1_run_config(cfg: RunConfig) -> RunConfig:
+    """``stage1_config(cfg)`` on the run's own hardware: the run that trains the stage-1 checkpoint."""
+    single = stage1_config(cfg)
+    same_hardware = {k: getattr(cfg.train, k) for k in ("device", "threads", "compile")}
+    return single.model_copy(update={"train": single.train.model_copy(update=same_hardware)})
 
 
 def stage1_path(cfg: RunConfig, cache_dir: Path) -> Path:
@@ -132,9 +139,7 @@ def _stage1_weights(cfg: RunConfig, base: Path, cache_dir: Path | None, log: Log
         return torch.load(path, weights_only=True, map_location="cpu"), {"checkpoint": str(path), "reused": True}
     if log:
         log(f"stage 1: training single-head {single.model.backbone} (seed {single.train.seed}) as model1")
-    same_hardware = {k: getattr(cfg.train, k) for k in ("device", "threads", "compile")}
-    single = single.model_copy(update={"train": single.train.model_copy(update=same_hardware)})
-    train_run(single, base=base, cache_dir=cache_dir)
+    train_run(stage1_run_config(cfg), base=base, cache_dir=cache_dir)
     return torch.load(path, weights_only=True, map_location="cpu"), {"checkpoint": str(path), "reused": False}
 
 
