@@ -159,6 +159,7 @@ class FusedModel(nn.Module):
         self.stacked = stacked
         object.__setattr__(self, "_base", base)  # not a submodule: its meta tensors are no state
         # A single-head model returns (logits, None, None); vmap wants no out_dims for the Nones.
+        # (A new model kind whose forward returns None maps needs naming here.)
         self._out_dims = (0, None, None) if isinstance(models[0], SingleHeadNet) else (0, 0, 0)
         self.train(models[0].training)
 
@@ -456,6 +457,8 @@ def _train_stack(cfgs: Sequence[RunConfig], model1_states: Sequence[dict | None]
         if len(stopped) == k:
             break
 
+    if len(stopped) == k:
+        return [stopped[i] for i in range(k)]
     for i in range(k):
         if i not in stopped:
             model.load_seed_state(i, best_state[i])

@@ -131,7 +131,9 @@ if want compile; then
     show "$OUT/bench-compile.json"
 fi
 
-# 6. several workers on one GPU (what `ablate run --gpus 0,0,0,0` does) against one fused worker
+# 6. several workers on one GPU (what `ablate run --gpus 0,0,0,0` does) against one fused worker.
+# Each worker's rate is timed while the others run, only roughly: a worker that starts its timed
+# rounds before the others are up shows as faster (seen on the CPU: 173 against 3 x 53 img/s).
 if want workers; then
     pids=()
     for i in 1 2 3 4; do
