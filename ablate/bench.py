@@ -10,6 +10,10 @@ Everything is measured in one run, on one machine, for one backbone, image size 
   step), on the same module and the same optimizer;
 - the share of ablate's single-head step spent producing the batch (cut, augment, normalise),
   timed on its own;
+- with ``--fuse K``: K seeds of one model trained as one fused model (:mod:`ablate.fused`:
+  stacked parameters, one vmapped step, each seed its own batch), timed in the same rounds as
+  the single seed under ablate's loop; with ``--compile`` too, the compiled fused step in each
+  of ``--compile-modes``, with its compile time and, on CUDA, whether CUDA graphs were replayed;
 - Optuna's own cost per trial on SQLite (ask with TPE over 4 parameters, a report and a
   median-pruner check per epoch, the user attributes a trial records, tell), in a study that
   already holds 100 (and, if asked, 1,000) finished trials.
@@ -19,7 +23,8 @@ each round runs one block of every measurement, in an order reversed every other
 each figure is the median over rounds of the per-block rate. Noise on a shared machine (a
 second job, clocks that drift) then falls on ablate's loop and the bare loop alike. Every
 ratio is a ratio of two printed medians, so it can be checked from the printed throughputs.
-On CUDA the device is synchronised around every timed block.
+On CUDA the device is synchronised around every timed block. Every loop runs at one precision,
+``--precision`` (``train.precision``'s meaning: bf16 is autocast plus channels_last).
 
 Speed is measured here and printed, never asserted by a test (STYLE.md, practice 10).
 
@@ -31,6 +36,7 @@ takes 2.4 s on the 2-core development machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -62,6 +68,8 @@ __all__ = [
     "BenchOptions",
     "LoopRates",
     "OptunaCost",
+    "FusedRates",
+    "CompiledFused",
     "BenchResult",
     "add_arguments",
     "options_from_args",
@@ -118,6 +126,11 @@ class BenchOptions:
     optuna_sizes: tuple[int, ...] = OPTUNA_SIZES
     skip_optuna: bool = False
     seed: int = 0
+    models: tuple[str, ...] = tuple(MODELS)  # which of MODELS to time, alone
+    fuse: int = 0  # K seeds fused; 0: no fused measurement
+    fuse_model: str = "single"
+    precision: str = "auto"
+    compile_modes: tuple[str, ...] | None = None  # for the fused step; None: by device
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,26 @@ class OptunaCost:
 
 
 @dataclass(frozen=True)
+class CompiledFused:
+    """The compiled fused step in one ``torch.compile`` mode."""
+
+    images_per_second: float  # all K seeds together
+    compile_seconds: float  # first call (compilation, CUDA graph recording) less a timed block
+    cudagraph_skips: int  # inductor's count of graphs it declined to capture (e.g. mutated inputs)
+    graph_replays: int | None  # CUDA graph tree replays in the timed blocks; None off CUDA
+
+
+@dataclass(frozen=True)
+class FusedRates:
+    """K seeds of ``model`` fused, against one seed of it under ablate's loop."""
+
+    k: int
+    model: str  # a MODELS name
+    images_per_second: float  # all K seeds together
+    compiled: dict[str, CompiledFused] = field(default_factory=dict)  # by torch.compile mode
+
+
+@dataclass(frozen=True)
 class BenchResult:
     """Every figure of one bench run, with the options and the environment that produced them."""
 
@@ -155,21 +188,35 @@ class BenchResult:
     data_images_per_second: float  # batches produced (cut, augment, normalise) per second, x batch
     compiled: dict[str, LoopRates] | None = None
     optuna: tuple[OptunaCost, ...] = field(default_factory=tuple)
+    fused: FusedRates | None = None
+    precision: str = "fp32"  # resolved: fp32 or bf16
 
     def summary(self, rates: dict[str, LoopRates] | None = None) -> dict[str, float]:
-        """The judged ratios; step-time ratios of DueHeadNet to single-head use ablate's loop."""
+        """The judged ratios; step-time ratios of DueHeadNet to single-head use ablate's loop.
+        A ratio whose models were not timed (``--models``) is left out."""
         rates = self.rates if rates is None else rates
+        if "single" not in rates:
+            return {}
         single = rates["single"].ours
-        return {
-            "loop_over_bare": rates["single"].ours_over_bare,
-            "dual_frozen_over_single": single / rates["dual_frozen"].ours,
-            "dual_trained_over_single": single / rates["dual_trained"].ours,
-        }
+        out = {"loop_over_bare": rates["single"].ours_over_bare}
+        for name in ("dual_frozen", "dual_trained"):
+            if name in rates:
+                out[f"{name}_over_single"] = single / rates[name].ours
+        return out
 
     @property
     def data_wait_fraction(self) -> float:
         """Batch production time per step over ablate's single-head step time."""
+        if "single" not in self.rates:
+            return float("nan")
         return self.rates["single"].ours / self.data_images_per_second
+
+    @property
+    def fused_over_single(self) -> float | None:
+        """Aggregate images/s of K fused seeds over one seed of the same model alone."""
+        if self.fused is None:
+            return None
+        return self.fused.images_per_second / self.rates[self.fused.model].ours
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +240,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              f"{DEFAULT_WARMUP['cuda']} on CUDA)")
     parser.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd models (slow to start)")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(d.models),
+                        help="which models to time alone (default all: " + ", ".join(MODELS) + ")")
+    parser.add_argument("--fuse", type=int, default=d.fuse, metavar="K",
+                        help="also time K seeds trained as one fused model against one seed alone")
+    parser.add_argument("--fuse-model", choices=list(MODELS), default=d.fuse_model,
+                        help=f"the model --fuse fuses (default {d.fuse_model})")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+                        help="every loop's precision, as train.precision: bf16 is autocast + channels_last; "
+                             "auto is bf16 on CUDA and on CPUs with native bf16, else fp32 (default auto)")
+    parser.add_argument("--compile-modes", nargs="+", default=None, metavar="MODE",
+                        help="torch.compile modes of the fused step with --fuse and --compile "
+                             "(default: default on the CPU; default and reduce-overhead on CUDA)")
     parser.add_argument("--optuna-trials", type=int, default=d.optuna_trials,
                         help=f"timed Optuna trials per study size (default {d.optuna_trials})")
     parser.add_argument("--optuna-sizes", type=int, nargs="+", default=list(d.optuna_sizes), metavar="N",
@@ -225,10 +284,15 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         optuna_trials=getattr(args, "optuna_trials", d.optuna_trials),
         optuna_sizes=tuple(getattr(args, "optuna_sizes", d.optuna_sizes)),
         skip_optuna=bool(getattr(args, "skip_optuna", False)),
+        models=tuple(getattr(args, "models", d.models)),
+        fuse=getattr(args, "fuse", d.fuse),
+        fuse_model=getattr(args, "fuse_model", d.fuse_model),
+        precision=getattr(args, "precision", d.precision),
+        compile_modes=tuple(args.compile_modes) if getattr(args, "compile_modes", None) else None,
     )
     minimum = {"--image-size": (opts.image_size, 8), "--batch-size": (opts.batch_size, 2),
                "--steps": (opts.steps, 1), "--block-steps": (opts.block_steps, 1), "--warmup": (opts.warmup, 0),
-               "--optuna-trials": (opts.optuna_trials, 1), "--optuna-sizes": (min(opts.optuna_sizes, default=0), 0)}
+               "--optuna-trials": (opts.optuna_trials, 1), "--fuse": (opts.fuse, 0), "--optuna-sizes": (min(opts.optuna_sizes, default=0), 0)}
     for flag, (value, low) in minimum.items():
         if value is not None and value < low:
             raise ConfigError(f"{flag}: expected {low} or more (got {value})")
@@ -241,8 +305,11 @@ def _resolved(opts: BenchOptions, device_type: str) -> BenchOptions:
     steps = opts.steps or DEFAULT_STEPS[kind]
     block = min(opts.block_steps or DEFAULT_BLOCK_STEPS[kind], steps)
     warmup = DEFAULT_WARMUP[kind] if opts.warmup is None else opts.warmup
+    modes = opts.compile_modes or (("default", "reduce-overhead") if kind == "cuda" else ("default",))
+    models = tuple(m for m in MODELS if m in opts.models or (opts.fuse and m == opts.fuse_model))
     return replace(opts, steps=math.ceil(steps / block) * block, block_steps=block,
-                   warmup=math.ceil(warmup / block) * block)
+                   warmup=math.ceil(max(warmup, 1 if opts.fuse and opts.compile else 0) / block) * block,
+                   compile_modes=modes, models=models)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,27 +326,31 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] | None = None) -> B
     from ablate.models import check_backbone
     from ablate.train import available_cores, resolve_device
 
+    from ablate.train import resolve_precision
+
     device = resolve_device(opts.device)
     check_backbone(opts.backbone)
+    precision = resolve_precision(opts.precision, device)
     opts = _resolved(opts, device.type)
     _set_threads(available_cores())
     log = log or (lambda text: None)
     rounds = opts.steps // opts.block_steps
     log(f"bench: {opts.backbone}, {opts.image_size} px, batch {opts.batch_size}, {device}: "
-        f"{rounds} rounds of {opts.block_steps} steps after {opts.warmup} warm-up steps, 3 models x 2 loops")
+        f"{rounds} rounds of {opts.block_steps} steps after {opts.warmup} warm-up steps, "
+        f"{len(opts.models)} models x 2 loops, {precision}" + (f", {opts.fuse} seeds fused" if opts.fuse else ""))
 
-    rates, data_ips = _measure_loops(opts, device, compiled=False)
+    rates, data_ips, fused = _measure_loops(opts, device, precision, compiled=False)
     compiled = None
     if opts.compile:
         log("bench: torch.compile'd models")
-        compiled, _ = _measure_loops(opts, device, compiled=True)
+        compiled, _, _ = _measure_loops(opts, device, precision, compiled=True)
     costs: tuple[OptunaCost, ...] = ()
     if not opts.skip_optuna:
         log(f"bench: Optuna overhead at {', '.join(map(str, opts.optuna_sizes))} trials")
         with tempfile.TemporaryDirectory(prefix="ablate-bench-") as tmp:
             costs = tuple(optuna_trial_cost(n, opts.optuna_trials, Path(tmp), seed=opts.seed)
                           for n in opts.optuna_sizes)
-    return BenchResult(opts, _environment(device), rates, data_ips, compiled, costs)
+    return BenchResult(opts, _environment(device, precision), rates, data_ips, compiled, costs, fused, precision)
 
 
 def _set_threads(cores: int) -> None:
@@ -308,21 +379,23 @@ class _Subject:
     constraint: ConstraintConfig | None
 
 
-def _measure_loops(opts: BenchOptions, device: torch.device, *, compiled: bool) -> tuple[dict[str, LoopRates], float]:
-    """({model name: LoopRates}, images per second of batch production), all blocks interleaved."""
-    import contextlib
-
+def _measure_loops(opts: BenchOptions, device: torch.device, precision: str, *,
+                   compiled: bool) -> tuple[dict[str, LoopRates], float, FusedRates | None]:
+    """({model name: LoopRates}, images per second of batch production, the fused seeds unless
+    ``compiled`` or no ``--fuse``), all blocks interleaved."""
     import torch
 
     from ablate.config import ConstraintConfig, DatasetConfig, ModelConfig, RunConfig, TrainConfig
     from ablate.data import DeviceImages
+    from ablate.train import precision_context
     from ablate.models import build_model
     from ablate.train import train_epoch
 
     on_cuda = device.type == "cuda"
     if on_cuda:  # as ablate.train._fit does
         torch.backends.cudnn.benchmark = True
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if on_cuda else contextlib.nullcontext
+    autocast = precision_context(precision, device)
+    channels_last = precision == "bf16"
     b, s = opts.batch_size, opts.image_size
     cfg = RunConfig(dataset=DatasetConfig(image_size=s), train=TrainConfig(batch_size=b))
     gen = torch.Generator().manual_seed(opts.seed)
@@ -330,14 +403,15 @@ def _measure_loops(opts: BenchOptions, device: torch.device, *, compiled: bool) 
     labels = torch.randint(0, 10, (b * opts.block_steps,), generator=gen)
     data = DeviceImages(images, labels, device)
     x, y = next(data.batches(b, generator=gen, augment=cfg.dataset.augment))  # the bare loop's one batch
-    if on_cuda:
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
 
     subjects = []
-    for name, (_, fields) in MODELS.items():
+    for name in opts.models:
+        _, fields = MODELS[name]
         torch.manual_seed(opts.seed)
         model = build_model(ModelConfig(backbone=opts.backbone, **fields), num_classes=10, image_size=s).to(device)
-        if on_cuda:
+        if channels_last:
             model = model.to(memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -350,15 +424,101 @@ def _measure_loops(opts: BenchOptions, device: torch.device, *, compiled: bool) 
                                              autocast)
         blocks[f"{sub.name}/bare"] = partial(_bare_steps, sub, x, y, opts.block_steps, autocast)
     blocks["data"] = partial(_produce_batches, data, b, gen, cfg.dataset.augment, on_cuda)
+    fused_modes = ((None,) + (opts.compile_modes if opts.compile else ())) if opts.fuse and not compiled else ()
+    for mode in fused_modes:
+        blocks[f"fused/{mode or 'eager'}"] = _fused_block(opts, cfg, data, device, autocast, channels_last, mode)
 
-    for _ in range(opts.warmup // opts.block_steps):
-        for fn in blocks.values():
-            fn()
-    seconds = _alternate(blocks, opts.steps // opts.block_steps, device)
+    first_call: dict[str, float] = {}
+    skips: dict[str, int] = {}
+    with _counting_graph_replays(on_cuda) as replays:
+        for i in range(opts.warmup // opts.block_steps):
+            for name, fn in blocks.items():
+                _CURRENT_BLOCK[0] = name
+                before = _cudagraph_skips()
+                if i == 0:
+                    first_call[name] = _timed(fn, device)
+                else:
+                    fn()
+                skips[name] = skips.get(name, 0) + _cudagraph_skips() - before
+        replays.clear()  # count the timed blocks only
+        seconds = _alternate(blocks, opts.steps // opts.block_steps, device)
     images_per_block = b * opts.block_steps
     ips = {k: statistics.median(images_per_block / t for t in v) for k, v in seconds.items()}
     rates = {sub.name: LoopRates(ours=ips[f"{sub.name}/ours"], bare=ips[f"{sub.name}/bare"]) for sub in subjects}
-    return rates, ips["data"]
+    fused = None
+    if fused_modes:
+        per_block = {m: statistics.median(seconds[f"fused/{m}"]) for m in fused_modes[1:]}
+        fused = FusedRates(opts.fuse, opts.fuse_model, opts.fuse * ips["fused/eager"], {
+            m: CompiledFused(opts.fuse * ips[f"fused/{m}"], first_call[f"fused/{m}"] - per_block[m],
+                             skips.get(f"fused/{m}", 0), replays.get(f"fused/{m}") if on_cuda else None)
+            for m in fused_modes[1:]})
+    return rates, ips["data"], fused
+
+
+def _fused_block(opts: BenchOptions, cfg, data: DeviceImages, device: torch.device, autocast, channels_last: bool,
+                 mode: str | None) -> Callable[[], object]:
+    """One block of the fused loop: K models of ``opts.fuse_model`` (seeds seed..seed+K-1), each
+    drawing its batches from its own generator, as ``ablate.fused.train_fused`` trains them."""
+    import torch
+
+    from ablate.config import ConstraintConfig, ModelConfig
+    from ablate.fused import FusedModel, fused_train_epoch
+    from ablate.models import build_model
+
+    _, fields = MODELS[opts.fuse_model]
+    models = []
+    for k in range(opts.fuse):
+        torch.manual_seed(opts.seed + k)
+        models.append(build_model(ModelConfig(backbone=opts.backbone, **fields), num_classes=10,
+                                  image_size=opts.image_size))
+    model = FusedModel(models).to(device)
+    step_model = torch.compile(model, mode=mode) if mode else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    gens = [torch.Generator().manual_seed(opts.seed + k) for k in range(opts.fuse)]
+    constraint = ConstraintConfig(on=True, weight=1.0) if fields["kind"] == "dual" else None
+    mark_step = device.type == "cuda" and mode is not None and "reduce-overhead" in mode
+    return partial(fused_train_epoch, step_model, opt, data, opts.batch_size, cfg.dataset.augment, gens,
+                   constraint, autocast, channels_last=channels_last, mark_step=mark_step)
+
+
+def _cudagraph_skips() -> int:
+    """Inductor's running count of graphs it would not capture as CUDA graphs."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["cudagraph_skips"])
+
+
+@contextlib.contextmanager
+def _counting_graph_replays(on_cuda: bool):
+    """Counts, by the block label ``_alternate`` sets, CUDA graph tree replays (inductor's
+    ``CUDAGraphTreeManager.execute_node``): the evidence that a reduce-overhead step really
+    runs as graphs. Off CUDA, or if torch moved that method, nothing is counted."""
+    counts: dict[str, int] = {}
+    manager = None
+    if on_cuda:
+        try:
+            from torch._inductor.cudagraph_trees import CUDAGraphTreeManager as manager
+        except ImportError:
+            manager = None
+    original = getattr(manager, "execute_node", None)
+    if original is None:
+        yield counts
+        return
+
+    def counting(self, *args, **kwargs):
+        label = _CURRENT_BLOCK[0]
+        counts[label] = counts.get(label, 0) + 1
+        return original(self, *args, **kwargs)
+
+    manager.execute_node = counting
+    try:
+        yield counts
+    finally:
+        manager.execute_node = original
+
+
+_CURRENT_BLOCK: list[str] = [""]
 
 
 def _bare_steps(sub: _Subject, x: torch.Tensor, y: torch.Tensor, steps: int, autocast) -> None:
@@ -394,6 +554,7 @@ def _alternate(blocks: dict[str, Callable[[], object]], rounds: int, device: tor
     seconds: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names if r % 2 == 0 else reversed(names):
+            _CURRENT_BLOCK[0] = name
             seconds[name].append(_timed(blocks[name], device))
     return seconds
 
@@ -410,7 +571,7 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _environment(device: torch.device) -> dict[str, Any]:
+def _environment(device: torch.device, precision: str) -> dict[str, Any]:
     import optuna
     import timm
     import torch
@@ -423,8 +584,9 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if on_cuda else _cpu_name(),
         "threads": torch.get_num_threads(),
-        "autocast": "bf16" if on_cuda else None,
-        "channels_last": on_cuda,
+        "precision": precision,
+        "autocast": "bf16" if precision == "bf16" else None,
+        "channels_last": precision == "bf16",
         "ablate": ablate.__version__,
         "git_commit": git_commit(Path(ablate.__file__).parent),
         "torch": torch.__version__,
@@ -611,7 +773,9 @@ def bench_json(result: BenchResult) -> dict[str, Any]:
         "data_ms_per_step": 1000 * opts.batch_size / result.data_images_per_second,
         "step_ms": {k: 1000 * opts.batch_size / r.ours for k, r in result.rates.items()},
         "targets": {k: {"target": f"{op} {bound}", "value": judged[k], "pass": _passes(k, judged[k])}
-                    for k, (op, bound) in TARGETS.items()},
+                    for k, (op, bound) in TARGETS.items() if k in judged},
+        "models": list(opts.models),
+        **_fused_json(result),
         "compile": opts.compile,
         "compiled": None,
         "optuna_seconds_per_trial": None,
@@ -636,6 +800,31 @@ def bench_json(result: BenchResult) -> dict[str, Any]:
     return out
 
 
+def _fused_json(result: BenchResult) -> dict[str, Any]:
+    """The fused figures (None without ``--fuse``). ``fused_step_ms`` is one fused step, which
+    advances every seed by one step: each seed's step time when fused."""
+    fused, b = result.fused, result.options.batch_size
+    if fused is None:
+        return {"fuse": None, "fused_images_per_second": None, "fused_over_single": None,
+                "fused_step_ms": None, "fused_ms_per_seed_step": None, "single_step_ms": None, "fused_compiled": None}
+    single = result.rates[fused.model].ours
+    return {
+        "fuse": fused.k,
+        "fused_model": fused.model,
+        "fused_images_per_second": fused.images_per_second,
+        "fused_over_single": result.fused_over_single,
+        "fused_step_ms": 1000 * fused.k * b / fused.images_per_second,
+        "fused_ms_per_seed_step": 1000 * b / fused.images_per_second,
+        "single_step_ms": 1000 * b / single,
+        "fused_compiled": {mode: {"images_per_second": c.images_per_second, "over_single": c.images_per_second / single,
+                                  "over_eager": c.images_per_second / fused.images_per_second,
+                                  "compile_seconds": c.compile_seconds, "cudagraph_skips": c.cudagraph_skips,
+                                  "graph_replays": c.graph_replays,
+                                  "graphs_replayed": None if c.graph_replays is None else c.graph_replays > 0}
+                           for mode, c in fused.compiled.items()} or None,
+    }
+
+
 def bench_table(result: BenchResult) -> Table:
     """The figures as one rich table, with the targets and whether each is met."""
     from rich.table import Table
@@ -644,7 +833,7 @@ def bench_table(result: BenchResult) -> Table:
     table = Table(title=f"ablate bench: {opts.backbone}, {opts.image_size} px, batch {opts.batch_size}, "
                         f"{env['device_name']} ({env['device']}, {env['threads']} threads)",
                   caption=f"dual: DueHeadNet; medians over {opts.steps // opts.block_steps} alternating blocks of {opts.block_steps} "
-                          f"steps after {opts.warmup} warm-up steps; torch {env['torch']}, timm {env['timm']}, "
+                          f"steps after {opts.warmup} warm-up steps; {result.precision}; torch {env['torch']}, timm {env['timm']}, "
                           f"optuna {env['optuna']}; ablate {env['git_commit'][:12]}")
     for col in ("figure", "value", "target", ""):
         table.add_column(col, justify="left" if col == "figure" else "right")
@@ -667,16 +856,29 @@ def bench_table(result: BenchResult) -> Table:
 
     loops(result.rates)
     summary = result.summary()
-    judged("step time, model1 frozen / single", "dual_frozen_over_single", summary["dual_frozen_over_single"])
-    judged("step time, both trained / single", "dual_trained_over_single", summary["dual_trained_over_single"])
+    for name, label in (("dual_frozen", "model1 frozen"), ("dual_trained", "both trained")):
+        if f"{name}_over_single" in summary:
+            judged(f"step time, {label} / single", f"{name}_over_single", summary[f"{name}_over_single"])
     table.add_row("producing a batch: cut, augment, normalise", f"{1000 * opts.batch_size / result.data_images_per_second:.2f} ms")
-    judged("waiting for data: share of a step", "data_wait_fraction", result.data_wait_fraction)
+    if "single" in result.rates:
+        judged("waiting for data: share of a step", "data_wait_fraction", result.data_wait_fraction)
+    if result.fused is not None:
+        table.add_section()
+        fused, label = _fused_json(result), MODELS[result.fused.model][0]
+        table.add_row(f"{fused['fuse']} seeds fused, {label}: ablate loop", f"{fused['fused_images_per_second']:,.1f} img/s")
+        table.add_row("  fused / one seed alone (aggregate images/s)", f"{fused['fused_over_single']:.4f}")
+        table.add_row("  step time: fused (all seeds) / one seed alone",
+                      f"{fused['fused_step_ms']:.1f} / {fused['single_step_ms']:.1f} ms")
+        for mode, c in (fused["fused_compiled"] or {}).items():
+            graphs = "" if c["graphs_replayed"] is None else f", CUDA graphs {'replayed' if c['graphs_replayed'] else 'NOT replayed'}"
+            table.add_row(f"  compiled ({mode}): fused / one seed alone",
+                          f"{c['over_single']:.4f} (compile {c['compile_seconds']:.0f} s{graphs})")
     if result.compiled is not None:
         table.add_section()
         loops(result.compiled, "compiled ")
-        compiled = result.summary(result.compiled)
-        table.add_row("compiled step time, model1 frozen / single", f"{compiled['dual_frozen_over_single']:.4f}")
-        table.add_row("compiled step time, both trained / single", f"{compiled['dual_trained_over_single']:.4f}")
+        for name, value in result.summary(result.compiled).items():
+            if name != "loop_over_bare":
+                table.add_row(f"compiled step time, {name.removesuffix('_over_single').replace('_', ' ')} / single", f"{value:.4f}")
     if result.optuna:
         table.add_section()
         for c in result.optuna:

@@ -30,10 +30,12 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
     "cpu_has_bf16",
+    "precision_context",
     "train_run",
     "train_epoch",
     "EpochSums",
     "stage1_config",
+    "stage1_run_config",
     "stage1_path",
     "single_checkpoint_path",
     "evaluate",
@@ -79,12 +81,29 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` is bf16 on CUDA with bf16 support and on CPUs with native bf16, else fp32."""
-    if name != "auto":
+    """``fp32`` or ``bf16``: ``auto`` is bf16 on CUDA with bf16 support and on CPUs with native
+    bf16, else fp32.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    if name in ("fp32", "bf16"):
         return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if name != "auto":
+        raise ConfigError(f"precision: expected auto, fp32 or bf16 (got {name!r})")
+    if device.type == "cuda":  # pre-Ampere cards lack bf16; a device not here is planned for as CUDA
+        return "fp32" if torch.cuda.is_available() and not torch.cuda.is_bf16_supported() else "bf16"
     return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+
+
+def precision_context(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the autocast context for a resolved precision (bf16: autocast; fp32: none).
+
+    bf16 autocasts convolutions and matmuls; BatchNorm, the losses and the optimizer stay fp32.
+    """
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
 
 def _weights_key(single: RunConfig) -> RunConfig:
@@ -122,6 +141,13 @@ def stage1_config(cfg: RunConfig) -> RunConfig:
 def single_checkpoint_path(single: RunConfig, cache_dir: Path) -> Path:
     key = _weights_key(single)
     return cache_dir / f"stage1-{key.model.backbone}-seed{key.train.seed}-{config_hash(key)}.pt"
+
+
+def stage1_run_config(cfg: RunConfig) -> RunConfig:
+    """``stage1_config(cfg)`` on the run's own hardware: the run that trains the stage-1 checkpoint."""
+    single = stage1_config(cfg)
+    same_hardware = {k: getattr(cfg.train, k) for k in ("device", "threads", "compile")}
+    return single.model_copy(update={"train": single.train.model_copy(update=same_hardware)})
 
 
 def stage1_path(cfg: RunConfig, cache_dir: Path) -> Path:
@@ -263,14 +289,11 @@ def _train_ensemble(cfg: RunConfig, images: ImageTensors, splits: Splits, device
 def _precision(cfg: RunConfig, device: torch.device) -> tuple[Callable, bool]:
     """(autocast context factory, channels_last) for the run's resolved precision.
 
-    bf16 autocasts convolutions and matmuls (BatchNorm, losses and the optimizer stay fp32);
     channels_last is what oneDNN and cuDNN want for bf16 convolutions: 1.26x -> 1.30x on a
-    bf16 CPU, and the CUDA default since the first GPU bench.
+    bf16 CPU (issue 11), and the CUDA default since the first GPU bench.
     """
     precision = resolve_precision(cfg.train.precision, device)
-    if precision == "bf16":
-        return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)), True
-    return contextlib.nullcontext, device.type == "cuda"
+    return precision_context(precision, device), precision == "bf16" or device.type == "cuda"
 
 
 def _stage1_weights(cfg: RunConfig, base: Path, cache_dir: Path | None, log: Log | None) -> tuple[dict, dict]:
@@ -287,9 +310,7 @@ def _stage1_weights(cfg: RunConfig, base: Path, cache_dir: Path | None, log: Log
     if log:
         log(f"stage 1: training single-head {single.model.backbone} (seed {t.seed}, lr {t.lr:g}, "
             f"{t.epochs} epochs) as model1")
-    same_hardware = {k: getattr(cfg.train, k) for k in ("device", "threads", "compile")}
-    single = single.model_copy(update={"train": single.train.model_copy(update=same_hardware)})
-    train_run(single, base=base, cache_dir=cache_dir)
+    train_run(stage1_run_config(cfg), base=base, cache_dir=cache_dir)
     return torch.load(path, weights_only=True, map_location="cpu"), {**record, "reused": False}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -119,7 +120,7 @@ def test_flags_a_caller_lacks_take_their_defaults():
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--steps", "0"), ("--image-size", "4"), ("--batch-size", "1"),
-                                             ("--optuna-trials", "0"), ("--optuna-sizes", "100 -1")])
+                                             ("--optuna-trials", "0"), ("--optuna-sizes", "100 -1"), ("--fuse", "-1")])
 def test_bad_counts_fail_naming_the_flag(flag, value):
     with pytest.raises(ConfigError, match=flag):
         options_from_args(_parse([flag, *value.split()]))
@@ -128,3 +129,49 @@ def test_bad_counts_fail_naming_the_flag(flag, value):
 def test_unknown_backbone_fails_before_measuring(capsys):
     with pytest.raises(ModelError, match="seresnet19"):
         main(_parse(["--backbone", "seresnet19", "--device", "cpu"]))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fused_seeds_are_timed_against_one_seed_alone(capsys, precision):
+    argv = TINY + ["--skip-optuna", "--models", "single", "--fuse", "3", "--precision", precision]
+    assert main(_parse(argv)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["precision"] == precision and out["channels_last"] == (precision == "bf16")
+    assert out["models"] == ["single"] and set(out["images_per_second"]) == {"single"}
+    assert "dual_frozen_over_single" not in out and set(out["targets"]) == {"loop_over_bare", "data_wait_fraction"}
+    single, fused = out["images_per_second"]["single"]["ours"], out["fused_images_per_second"]
+    assert (out["fuse"], out["fused_model"]) == (3, "single")
+    assert out["fused_over_single"] == pytest.approx(fused / single, rel=1e-12)
+    assert out["fused_step_ms"] == pytest.approx(1000 * 3 * 8 / fused, rel=1e-12)  # one step of all 3 seeds
+    assert out["fused_ms_per_seed_step"] == pytest.approx(out["fused_step_ms"] / 3, rel=1e-12)
+    assert out["single_step_ms"] == pytest.approx(out["step_ms"]["single"], rel=1e-12)
+    assert out["fused_compiled"] is None  # no --compile
+
+
+def test_without_fuse_the_fused_keys_are_there_and_empty():
+    result = _known_result(single=LoopRates(ours=180.0, bare=200.0), dual_frozen=LoopRates(ours=150.0, bare=160.0),
+                           dual_trained=LoopRates(ours=90.0, bare=100.0))
+    out = bench_json(result)
+    assert out["fuse"] is None and out["fused_images_per_second"] is None and out["fused_over_single"] is None
+
+
+def test_fused_figures_from_known_rates():
+    from ablate.bench import CompiledFused, FusedRates
+
+    result = _known_result(single=LoopRates(ours=200.0, bare=210.0))
+    result = replace(result, fused=FusedRates(4, "single", 600.0, {
+        "default": CompiledFused(800.0, 30.0, 0, None),
+        "reduce-overhead": CompiledFused(1200.0, 45.0, 1, 0)}))
+    out = bench_json(result)
+    assert out["fused_over_single"] == pytest.approx(3.0)
+    assert out["fused_step_ms"] == pytest.approx(1000 * 4 * 64 / 600) and out["single_step_ms"] == pytest.approx(320)
+    ro = out["fused_compiled"]["reduce-overhead"]
+    assert ro["over_single"] == pytest.approx(6.0) and ro["over_eager"] == pytest.approx(2.0)
+    assert ro["graphs_replayed"] is False and out["fused_compiled"]["default"]["graphs_replayed"] is None
+
+    from rich.console import Console
+
+    console = Console(width=200, record=True, color_system=None)
+    console.print(bench_table(result))
+    text = console.export_text()
+    assert "4 seeds fused" in text and "3.0000" in text and "CUDA graphs NOT replayed" in text
