@@ -292,8 +292,8 @@ def _verdict_section(
                 f"{design['spending']} spending): differences are A − B in accuracy points at the look that "
                 f"decided the contrast, with the design-adjusted interval of that look; \"significant\" means "
                 f"the interval excludes 0 and \"practically equivalent\" that it lies within {rope_text}, with "
-                f"alpha {alpha:g} kept over all looks and all {design['comparisons']} comparisons (Bonferroni "
-                "then Lan-DeMets spending, boundaries calibrated for t).",
+                f"alpha {alpha:g} kept over all looks and {_plural(int(design['comparisons']), 'comparison')} "
+                "(Bonferroni, then Lan-DeMets spending, boundaries calibrated for t).",
                 "",
             ]
         else:
@@ -307,6 +307,13 @@ def _verdict_section(
     return lines
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+_DECISION_WORDS = {"A better": "{a} better", "B better": "{b} better"}
+
+
 def _sequential_section(sequential: pd.DataFrame | None, design: Mapping[str, object] | None, alpha: float) -> list[str]:
     if sequential is None or design is None:
         return []
@@ -316,7 +323,7 @@ def _sequential_section(sequential: pd.DataFrame | None, design: Mapping[str, ob
         "## Sequential seeds",
         "",
         f"Seeds ran in batches, every arm the same seeds, with a look after {', '.join(map(str, looks))} seeds; "
-        f"alpha {alpha:g} split over {m} comparison{'s' if m != 1 else ''} (contrasts × data sets), "
+        f"alpha {alpha:g} split over {_plural(m, 'comparison')} (contrasts × data sets), "
         f"{alpha / m:.4g} each, spent over the looks by {design['spending']}-type Lan-DeMets spending. "
         "Per contrast: the look that decided it (or the latest), the boundary its design-adjusted interval "
         "crossed, the |t| it had to exceed there, that interval, the seeds the arms ran in all, and the "
@@ -329,7 +336,8 @@ def _sequential_section(sequential: pd.DataFrame | None, design: Mapping[str, ob
         look = int(r["look"])
         source = "3 × rope" if r["effect_source"] == "3 x rope" else "smallest effect"
         rows.append([
-            r["dataset"], f"{r['arm_a']} vs {r['arm_b']}", str(r["decision"]),
+            r["dataset"], f"{r['arm_a']} vs {r['arm_b']}",
+            _DECISION_WORDS.get(str(r["decision"]), "{d}").format(a=r["arm_a"], b=r["arm_b"], d=r["decision"]),
             f"{look} ({int(r['n'])} seeds)" if look else "none yet", r["boundary"] or "none",
             format_points(r["critical"]) if _finite(r["critical"]) else _NA,
             f"[{_rounded(r['interval_low'])}, {_rounded(r['interval_high'])}]",

@@ -1422,7 +1422,8 @@ def sequential_look(
     diffs, ropes = _paired_differences(results, contrasts, rope)
     done = int(results["seed"].nunique()) if n_seeds_done is None else int(n_seeds_done)
     design = sequential_design(looks, alpha, comparisons, spending)
-    return sq.next_action(design, diffs, done, ropes=ropes)
+    with _quiet():  # nearly constant differences: scipy's precision warning, the verdict stands
+        return sq.next_action(design, diffs, done, ropes=ropes)
 
 
 def sequential_frame(
@@ -1451,7 +1452,8 @@ def sequential_frame(
     """
     diffs, ropes = _paired_differences(results, contrasts, rope)
     design = sequential_design(looks, alpha, comparisons, spending)
-    verdicts = sq.next_action(design, diffs, max((len(d) for d in diffs.values()), default=0), ropes=ropes)
+    with _quiet():
+        verdicts = sq.next_action(design, diffs, max((len(d) for d in diffs.values()), default=0), ropes=ropes)
     rows = []
     for key, d in diffs.items():
         c = verdicts.decisions[key]
