@@ -95,6 +95,14 @@ both arms:
   freedom, the average rank of each arm (rank 1 = best) and the Nemenyi critical difference,
   drawn as a CD diagram only when the F test rejects. Arms missing on a dataset are named.
 
+Sequential seeds (:func:`sequential_look`, :func:`sequential_frame`): the same paired
+differences, in seed order, judged look by look by :mod:`ablate.sequential` (Bonferroni over
+contrasts x data sets, Lan-DeMets spending, t boundaries calibrated by simulation, the
+design-adjusted interval of Jennison and Turnbull 1989). After such a study the fixed-sample
+``p_holm``, ``p_tost_holm`` and ``mde_80`` are emptied and the verdict is the design's
+(:func:`mark_sequential`); the repeats loop and the report call the same function on the same
+table, so they reach the same verdicts.
+
 Tuning (:func:`expected_max`): the expected best validation accuracy of ``n`` search trials,
 estimated from the ``N`` completed trials' values as the expected maximum of ``n`` draws with
 replacement from their empirical distribution (Dodge et al. 2019).
