@@ -164,7 +164,7 @@ def _set_threads(workers: int) -> None:
 
 def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int:
     """N worker processes per phase; the report is written once all have finished."""
-    from ablate.study import repeat_cells, search_names
+    from ablate.study import search_names
     from ablate.train import available_cores
 
     threads = max(1, available_cores() // workers)
@@ -196,13 +196,21 @@ def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int
             print(f"ablate: error: {sum(c != 0 for c in codes)} of {workers} {phase} workers failed "
                   f"(exit codes {codes}); run the same command again to continue", file=sys.stderr)
             return 1
-        total = cfg.search.n_trials * len(search_names(cfg)) if phase == "search" else len(repeat_cells(cfg))
+        total = cfg.search.n_trials * len(search_names(cfg)) if phase == "search" else _planned_repeats(cfg, paths)
         print(f"{phase}: done ({total} trials)")
     if "search" in phases and cfg.search.n_trials > 0:
         _print_best(cfg, paths)
     if "report" in phases and args.max_trials is None:
         _write_report(cfg, paths)
     return 0
+
+
+def _planned_repeats(cfg, paths) -> int:
+    """The repeat cells planned: all of a fixed design, the looks reached by a sequential one."""
+    from ablate.study import open_storage, repeat_cells, repeats_progress, repeats_study
+
+    trials = repeats_study(cfg, open_storage(paths.storage)).get_trials(deepcopy=False)
+    return len(repeat_cells(cfg, repeats_progress(cfg, trials).seeds))
 
 
 def _print_best(cfg, paths) -> None:

@@ -246,8 +246,8 @@ def _checked_sequential(design: Mapping[str, object] | None) -> dict[str, object
     if not isinstance(design, Mapping) or set(design) != {"looks", "spending", "comparisons"}:
         raise ConfigError(expected)
     looks, spending, comparisons = design["looks"], design["spending"], design["comparisons"]
-    if not (isinstance(looks, (list, tuple)) and looks and all(isinstance(n, int) and not isinstance(n, bool) for n in looks)
-            and looks[0] >= 2 and all(b > a for a, b in zip(looks, looks[1:]))):
+    counts = isinstance(looks, (list, tuple)) and all(isinstance(n, int) and not isinstance(n, bool) for n in looks)
+    if not (counts and looks and looks[0] >= 2 and all(b > a for a, b in zip(looks, looks[1:]))):
         raise ConfigError(f"{expected} (looks: {looks!r})")
     if spending not in SPENDING:
         raise ConfigError(f"sequential.spending {spending!r} is not one of {', '.join(SPENDING)}")

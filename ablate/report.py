@@ -264,10 +264,13 @@ def _verdict_section(
     one_run_each = not comparisons.empty and bool((comparisons["n"].astype(int) < 2).all())
     lines += across + per_dataset if one_run_each else per_dataset + across
     for item in too_short:
+        if sequential is not None and item["source"] == "contrast":
+            evidence = "decided by the sequential design"
+        else:
+            evidence = f"{'Holm p' if item['source'] == 'contrast' else 'paired t p'} = {format_p(item['p'])}"
         lines += [
             f"On {item['dataset']}, single-long beats single by {_rounded(item['diff'])} points "
-            f"({'Holm p' if item['source'] == 'contrast' else 'paired t p'} = {format_p(item['p'])}): "
-            "evidence that the single recipe was too short.",
+            f"({evidence}): evidence that the single recipe was too short.",
             "",
         ]
     if not comparisons.empty:
@@ -314,7 +317,9 @@ def _plural(n: int, word: str) -> str:
 _DECISION_WORDS = {"A better": "{a} better", "B better": "{b} better"}
 
 
-def _sequential_section(sequential: pd.DataFrame | None, design: Mapping[str, object] | None, alpha: float) -> list[str]:
+def _sequential_section(
+    sequential: pd.DataFrame | None, design: Mapping[str, object] | None, alpha: float
+) -> list[str]:
     if sequential is None or design is None:
         return []
     looks = [int(n) for n in design["looks"]]

@@ -1484,7 +1484,9 @@ def sequential_frame(
     return pd.DataFrame.from_records(rows, columns=list(SEQUENTIAL_COLUMNS))
 
 
-def pooled_difference_sd(results: pd.DataFrame, contrasts: Sequence[tuple[str, str]] | None = None) -> tuple[float, int, int]:
+def pooled_difference_sd(
+    results: pd.DataFrame, contrasts: Sequence[tuple[str, str]] | None = None
+) -> tuple[float, int, int]:
     """The sd of the paired differences A - B (points), pooled over every contrast x data set.
 
     ``sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1))`` over the rows with at least 2 paired seeds,
@@ -1507,7 +1509,8 @@ def sequential_verdict(row: Mapping[str, object], still_rising: str = "") -> str
     decision, look, n = row["decision"], int(row["look"]), int(row["n"])
     if decision in ("A better", "B better"):
         better = row["arm_a"] if decision == "A better" else row["arm_b"]
-        inside = abs(float(row["interval_low"])) < float(row["rope"]) and abs(float(row["interval_high"])) < float(row["rope"])
+        rope = float(row["rope"])
+        inside = abs(float(row["interval_low"])) < rope and abs(float(row["interval_high"])) < rope
         text = f"significant: {better} better (sequential, look {look})" + (" (within ROPE)" if inside else "")
     elif decision == "equivalent":
         text = f"practically equivalent (sequential, look {look})"

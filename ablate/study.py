@@ -782,8 +782,8 @@ def repeats_progress(cfg: StudyConfig, trials: list[FrozenTrial]) -> RepeatsProg
     target, latest = rep.looks[0], None
     while True:
         cells = repeat_cells(cfg, target)
-        if any(_cell_key(c) not in complete and (_cell_key(c) in live or failures.get(_cell_key(c), 0) <= rep.max_retries)
-               for c in cells):
+        keys = [_cell_key(c) for c in cells]
+        if any(k not in complete and (k in live or failures.get(k, 0) <= rep.max_retries) for k in keys):
             return RepeatsProgress(seeds=target, look=latest, stopped=False)  # the look is still running
         rows = [_result_row(complete[_cell_key(c)]) for c in cells if _cell_key(c) in complete]
         if not rows:  # every cell of the look given up: nothing to decide on, nothing more to run

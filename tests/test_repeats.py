@@ -343,7 +343,8 @@ def test_a_large_difference_stops_the_repeats_at_the_first_look(stopped_early):
     assert len(seq) == 1 and (row["arm_a"], row["arm_b"]) == ("good", "starved")
     assert (row["decision"], row["look"], row["n"], row["boundary"], row["seeds_run"]) == ("A better", 1, 3, "upper", 3)
     assert row["critical"] == pytest.approx(6.5324, abs=1e-3)  # Pocock-type, 1 comparison, looks 3/6/9
-    d = (results[results["arm"] == "good"]["accuracy"].to_numpy() - results[results["arm"] == "starved"]["accuracy"].to_numpy()) * 100
+    by_arm = results.set_index(["arm", "seed"])["accuracy"]
+    d = (by_arm["good"] - by_arm["starved"]).to_numpy() * 100
     half = row["critical"] * d.std(ddof=1) / 3 ** 0.5
     assert (row["interval_low"], row["interval_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
     assert row["effect_source"] == "3 x rope" and row["effect"] == pytest.approx(3 * 100 / 60)  # one of 60 test images
