@@ -638,7 +638,8 @@ def test_sequential_frame_replays_the_design_on_a_fixed_table():
     assert list(frame.columns) == list(stats.SEQUENTIAL_COLUMNS)
     assert [tuple(r) for r in frame[["dataset", "decision", "look", "n", "boundary", "seeds_run"]].values] == [
         ("digits", "A better", 1, 3, "upper", 6), ("cifar", "undecided", 2, 6, "", 6)]
-    for row, dataset, n, look in ((frame.iloc[0], "digits", 3, design.looks[0]), (frame.iloc[1], "cifar", 6, design.looks[1])):
+    cases = ((frame.iloc[0], "digits", 3, design.looks[0]), (frame.iloc[1], "cifar", 6, design.looks[1]))
+    for row, dataset, n, look in cases:
         d = np.array(SEQ_POINTS[(dataset, "a")]) - np.array(SEQ_POINTS[(dataset, "b")])
         x = d[:n]
         half = look.t * x.std(ddof=1) / math.sqrt(n)  # mean(d) +/- c_k sd(d) / sqrt(n_k)
