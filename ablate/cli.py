@@ -181,7 +181,7 @@ def _set_threads(workers: int) -> None:
 
 def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int:
     """N worker processes per phase; the report is written once all have finished."""
-    from ablate.study import repeat_cells, search_names
+    from ablate.study import search_names
     from ablate.train import available_cores
 
     threads = max(1, available_cores() // workers)
@@ -215,13 +215,21 @@ def _run_workers(args, cfg, paths, phases, workers: int, gpus: list[str]) -> int
             print(f"ablate: error: {sum(c != 0 for c in codes)} of {workers} {phase} workers failed "
                   f"(exit codes {codes}); run the same command again to continue", file=sys.stderr)
             return 1
-        total = cfg.search.n_trials * len(search_names(cfg)) if phase == "search" else len(repeat_cells(cfg))
+        total = cfg.search.n_trials * len(search_names(cfg)) if phase == "search" else _planned_repeats(cfg, paths)
         print(f"{phase}: done ({total} trials)")
     if "search" in phases and cfg.search.n_trials > 0:
         _print_best(cfg, paths)
     if "report" in phases and args.max_trials is None:
         _write_report(cfg, paths)
     return 0
+
+
+def _planned_repeats(cfg, paths) -> int:
+    """The repeat cells planned: all of a fixed design, the looks reached by a sequential one."""
+    from ablate.study import open_storage, repeat_cells, repeats_progress, repeats_study
+
+    trials = repeats_study(cfg, open_storage(paths.storage)).get_trials(deepcopy=False)
+    return len(repeat_cells(cfg, repeats_progress(cfg, trials).seeds))
 
 
 def _print_best(cfg, paths) -> None:
@@ -268,7 +276,7 @@ def _short(v: Any) -> str:
 
 def _write_report(cfg, paths) -> Path:
     from ablate.publish import write_report_dir
-    from ablate.study import collect_results
+    from ablate.study import collect_results, sequential_settings
 
     data = collect_results(cfg, paths)
     if data["results"].empty:
@@ -276,7 +284,7 @@ def _write_report(cfg, paths) -> Path:
     missing = [f"{c['arm']}/{c['dataset']}/seed {c['seed']}" for c in data["missing"]]
     repeats = cfg.repeats
     report = write_report_dir(
-        data["results"], paths.report_dir, title=f"{cfg.name}: does FMCE help?",
+        data["results"], paths.report_dir, title=f"{cfg.name}: does FMCE help?", sequential=sequential_settings(cfg),
         contrasts=cfg.repeats.contrasts, rope=cfg.repeats.rope, alpha=cfg.repeats.alpha,
         smallest_effect=cfg.repeats.smallest_effect, still_rising=cfg.repeats.still_rising,
         provenance=data["provenance"], curves=data["curves"], similarity=data["similarity"], missing=missing,
@@ -330,12 +338,39 @@ def _points(text: str | None, option: str) -> float | None:
     return value
 
 
-def _earlier_sd(cfg, study_file: Path) -> float | None:
-    """The sd of paired differences from the study's own earlier repeats; None when there are none.
+def _earlier_sd(cfg, study_file: Path) -> tuple[float, str] | None:
+    """The sd of paired differences from the study's own earlier repeats, and where it came from.
 
-    TODO(lead): read the storage (or results.csv) once collect_results can do it without torch.
+    Pooled over every contrast x data set (``ablate.stats.pooled_difference_sd``: the
+    within-contrast variances weighted by their degrees of freedom, so a large difference
+    between two arms does not count as noise). None when the storage holds no two paired seeds.
     """
-    return None
+    from ablate.stats import pooled_difference_sd
+    from ablate.study import earlier_results, resolve_paths
+
+    results = earlier_results(cfg, resolve_paths(cfg, study_file))
+    if results is None:
+        return None
+    sd, rows, pairs = pooled_difference_sd(results, cfg.repeats.contrasts)
+    if rows == 0 or not sd > 0:
+        return None
+    return sd, (f"earlier repeats: pooled over {rows} contrast x data set row{'s' if rows != 1 else ''}, "
+                f"{pairs} paired seeds")
+
+
+def _default_rope(cfg, study_file: Path) -> tuple[float, str]:
+    """``repeats.rope``, else one test image of the earlier repeats (at least 0.1), else 0.1."""
+    from ablate.stats import default_rope
+    from ablate.study import earlier_results, resolve_paths
+
+    if cfg.repeats.rope is not None:
+        return float(cfg.repeats.rope), "repeats.rope"
+    results = earlier_results(cfg, resolve_paths(cfg, study_file))
+    n_test = results["n_test"].dropna() if results is not None else []
+    if len(n_test):
+        median = float(n_test.median())
+        return default_rope(median), f"one test image of the earlier repeats ({median:g} test images), at least 0.1"
+    return default_rope(None), "0.1, the smallest default ROPE (no repeats yet to count test images; set repeats.rope)"
 
 
 def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None) -> dict[str, Any]:
@@ -347,19 +382,19 @@ def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None)
     datasets = rep.datasets or [cfg.dataset.name]
     sd, sd_source = sd_arg, "--sd"
     if sd is None:
-        sd, sd_source = _earlier_sd(cfg, study_file), "earlier repeats"
+        earlier = _earlier_sd(cfg, study_file)
+        if earlier is not None:
+            sd, sd_source = earlier
     if sd is None:
         sd, sd_source = 1.0, "assumed: no --sd and no earlier repeats to read"
+    rope, rope_source = _default_rope(cfg, study_file)
     effect, effect_source = effect_arg, "--effect"
     if effect is None and getattr(rep, "smallest_effect", None) is not None:
         effect, effect_source = float(rep.smallest_effect), "repeats.smallest_effect"
-    # Without repeats.rope the report uses max(0.1, one test image) per data set; the test
-    # split's size is not known before the data is read, so the plan assumes the 0.1 floor.
-    rope = rep.rope if rep.rope is not None else 0.1
     if effect is None:
         if rope <= 0:
             raise ConfigError(f"{study_file}: repeats.rope is 0, so there is no default effect; pass --effect POINTS")
-        effect, effect_source = 3 * rope, "3 x repeats.rope" if rep.rope is not None else "3 x the default rope 0.1"
+        effect, effect_source = 3 * rope, "3 x repeats.rope" if rope_source == "repeats.rope" else "3 x rope"
     design = make_design(rep.looks, alpha=rep.alpha, comparisons=len(contrasts) * len(datasets),
                          spending=rep.spending, rope=rope)
     oc = operating_characteristics(design, sd=sd, effect=effect)
@@ -373,7 +408,7 @@ def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None)
         "contrasts": [f"{a} vs {b}" for a, b in contrasts],
         "datasets": list(datasets),
         "alpha_per_comparison": design.alpha_per_comparison,
-        "rope": design.rope,
+        "rope": design.rope, "rope_source": rope_source,
         "sd": sd, "sd_source": sd_source,
         "effect": effect, "effect_source": effect_source,
         "boundaries": [
@@ -437,7 +472,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
                   f"({plural(len(plan['contrasts']), 'contrast')} x {plural(len(plan['datasets']), 'data set')}): "
                   f"{plan['alpha_per_comparison']:.4g} each (Bonferroni)")
     console.print(f"sd of paired differences: {sd:g} points ({plan['sd_source']}); "
-                  f"effect: {plan['effect']:g} points ({plan['effect_source']})")
+                  f"effect: {plan['effect']:g} points ({plan['effect_source']}); "
+                  f"rope: +/-{rope:g} points ({plan['rope_source']})")
     console.print(f"by simulation, per comparison ({plan['simulations']:,} studies per scenario, "
                   f"seed {plan['simulation_seed']}, MC error +/- {plan['mc_se']:.4f} at alpha):")
     fixed = plan["fixed_seeds_same_power"]

@@ -6,15 +6,21 @@ Layout of ``out_dir``::
     results.csv        dataset,arm,seed,accuracy (+ the optional columns present) in canonical
                        order, floats at full precision
     analysis.json      the settings of the analysis: title, contrasts, rope, alpha,
-                       smallest_effect, still_rising, note
+                       smallest_effect, still_rising, note, and for sequential seeds the
+                       design (sequential: looks, spending, comparisons)
     tuning.json        per arm: how it was tuned (only when given)
-    comparisons.csv    ablate.stats.compare, floats written as shortest round-trip reprs
+    comparisons.csv    ablate.stats.compare, floats written as shortest round-trip reprs; after
+                       sequential seeds p_holm, p_tost_holm and mde_80 are empty and the
+                       verdict is the design's (ablate.stats.mark_sequential)
+    sequential.csv     sequential seeds only: ablate.stats.sequential_frame, one row per
+                       data set and contrast (look decided, boundary, design-adjusted
+                       interval, seeds run, fixed-design seeds of the same power)
     across.csv         ablate.stats.across_datasets: one row per contrast
     summaries.csv      ablate.stats.summarize
     figures/*.png      per-dataset arm comparisons, learning curves, head similarity, CD diagram
 
-Re-running ``ablate report --results out_dir/results.csv`` reproduces ``comparisons.csv`` and
-``across.csv`` byte for byte: results are written with ``repr`` floats, read back exactly
+Re-running ``ablate report --results out_dir/results.csv`` reproduces ``comparisons.csv``,
+``across.csv`` and ``sequential.csv`` byte for byte: results are written with ``repr`` floats, read back exactly
 (``ablate.stats.load_results``), put in the same canonical order, the analysis settings are
 read back from ``analysis.json`` (and ``tuning.json``), and every random step has a fixed seed.
 Every file is written to a temporary name in ``out_dir`` and moved into place with
@@ -64,6 +70,7 @@ def write_report_dir(
     missing: Sequence[str] = (),
     tuning: Mapping[str, Mapping[str, object]] | None = None,
     note: str | None = None,
+    sequential: Mapping[str, object] | None = None,
 ) -> Path:
     """Compute the statistics, draw the figures and write the report directory.
 
@@ -89,6 +96,9 @@ def write_report_dir(
             accuracies of the complete search trials, in trial order]}``; saved as
             ``tuning.json``.
         note: a paragraph shown at the top of the report (where the numbers come from).
+        sequential: the design of sequential seeds, ``{"looks": [n_1, ...], "spending":
+            "obrien-fleming"|"pocock", "comparisons": m}`` (``ablate.study.sequential_settings``);
+            None for a fixed design. Adds ``sequential.csv`` and the design's verdicts.
 
     Returns:
         The path of ``report.md``.
@@ -104,8 +114,14 @@ def write_report_dir(
     summaries = stats.summarize(results)
     profiles = stats.profile_arms(results, still_rising)
     aggregate = stats.aggregate(results, contrasts, alpha=alpha)
+    sequential = _checked_sequential(sequential)
+    seq_frame = None
+    if sequential is not None:
+        seq_frame = stats.sequential_frame(results, **sequential, alpha=alpha, contrasts=contrasts, rope=rope,
+                                           smallest_effect=smallest_effect)
+        comparisons = stats.mark_sequential(comparisons, seq_frame)
     too_short = stats.single_recipe_too_short(results, comparisons, alpha)
-    settings = analysis_settings(contrasts, rope, alpha, smallest_effect, still_rising, note, title)
+    settings = analysis_settings(contrasts, rope, alpha, smallest_effect, still_rising, note, title, sequential)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = list(stats.RESULT_COLUMNS) + [c for c in stats.OPTIONAL_COLUMNS if c in results.columns]
@@ -116,6 +132,10 @@ def write_report_dir(
         _write_atomic(out_dir / TUNING_FILE, _json(tuning).encode())
     _write_atomic(out_dir / "comparisons.csv", _csv(comparisons).encode())
     _write_atomic(out_dir / "across.csv", _csv(stats.across_frame(aggregate.across)).encode())
+    if seq_frame is not None:
+        _write_atomic(out_dir / "sequential.csv", _csv(seq_frame).encode())
+    else:
+        (out_dir / "sequential.csv").unlink(missing_ok=True)  # from an earlier, sequential analysis
     _write_atomic(out_dir / "summaries.csv", _csv(summaries).encode())
 
     figure_paths = _draw_figures(results, aggregate, out_dir, curves, similarity)
@@ -142,6 +162,8 @@ def write_report_dir(
         tuning=tuning,
         expected_best=curves_by_arm,
         note=note,
+        sequential=seq_frame,
+        design=sequential,
     )
     report = out_dir / "report.md"
     _write_atomic(report, text.encode("utf-8"))
@@ -156,9 +178,11 @@ def analysis_settings(
     still_rising: float,
     note: str | None = None,
     title: str | None = None,
+    sequential: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """The settings of an analysis as saved in ``analysis.json`` (None: the default)."""
-    return {
+    """The settings of an analysis as saved in ``analysis.json`` (None: the default; the
+    ``sequential`` key only for sequential seeds, so a fixed design's file is as before)."""
+    settings: dict[str, object] = {
         "title": title,
         "contrasts": None if contrasts is None else [[str(a), str(b)] for a, b in contrasts],
         "rope": None if rope is None else float(rope),
@@ -167,6 +191,9 @@ def analysis_settings(
         "still_rising": float(still_rising),
         "note": note,
     }
+    if sequential is not None:
+        settings["sequential"] = _checked_sequential(sequential)
+    return settings
 
 
 def read_analysis(path: Path) -> dict[str, object]:
@@ -178,7 +205,7 @@ def read_analysis(path: Path) -> dict[str, object]:
     data = _read_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object of analysis settings")
-    known = ("title", "contrasts", "rope", "alpha", "smallest_effect", "still_rising", "note")
+    known = ("title", "contrasts", "rope", "alpha", "smallest_effect", "still_rising", "note", "sequential")
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; expected {', '.join(known)}")
@@ -201,7 +228,32 @@ def read_analysis(path: Path) -> dict[str, object]:
             if not isinstance(data[key], str):
                 raise ConfigError(f"{path}: {key} must be text")
             out[key] = data[key]
+    if data.get("sequential") is not None:
+        try:
+            out["sequential"] = _checked_sequential(data["sequential"])
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     return out
+
+
+def _checked_sequential(design: Mapping[str, object] | None) -> dict[str, object] | None:
+    """``{"looks", "spending", "comparisons"}`` with their types checked; None stays None."""
+    if design is None:
+        return None
+    from ablate.sequential import SPENDING
+
+    expected = "sequential must be {looks: [increasing seed counts >= 2], spending, comparisons: int >= 1}"
+    if not isinstance(design, Mapping) or set(design) != {"looks", "spending", "comparisons"}:
+        raise ConfigError(expected)
+    looks, spending, comparisons = design["looks"], design["spending"], design["comparisons"]
+    counts = isinstance(looks, (list, tuple)) and all(isinstance(n, int) and not isinstance(n, bool) for n in looks)
+    if not (counts and looks and looks[0] >= 2 and all(b > a for a, b in zip(looks, looks[1:]))):
+        raise ConfigError(f"{expected} (looks: {looks!r})")
+    if spending not in SPENDING:
+        raise ConfigError(f"sequential.spending {spending!r} is not one of {', '.join(SPENDING)}")
+    if isinstance(comparisons, bool) or not isinstance(comparisons, int) or comparisons < 1:
+        raise ConfigError(f"{expected} (comparisons: {comparisons!r})")
+    return {"looks": [int(n) for n in looks], "spending": str(spending), "comparisons": int(comparisons)}
 
 
 def read_tuning(path: Path) -> dict[str, dict[str, object]]:

@@ -30,6 +30,7 @@ __all__ = [
     "format_prob",
     "format_count",
     "verdict_sentence",
+    "sequential_sentence",
     "across_sentence",
     "render_report",
 ]
@@ -146,6 +147,39 @@ def verdict_sentence(row: Mapping[str, object]) -> str:
     return f"{head}: {numbers}: {row['verdict']}{tail}; {plan}."
 
 
+def sequential_sentence(seq: Mapping[str, object], row: Mapping[str, object] | None = None) -> str:
+    """One row of ``sequential.csv`` as a sentence, e.g.
+
+    "good vs starved on digits: +52.78 points, design-adjusted interval [+40.12, +65.44]:
+    significant: good better (sequential, look 1), decided at look 1 (3 seeds), |t| = 14.50 above
+    6.53 (upper boundary); 3 seeds run, where a fixed design with the same power (0.99 against
+    5.00 points = 3 x rope, sd 6.30 points) needs 5."
+    """
+    head = f"**{seq['arm_a']} vs {seq['arm_b']}** on {seq['dataset']}"
+    verdict = (row or {}).get("verdict") or str(seq["decision"])
+    confound = _confound_text(row or {})
+    tail = f"; {confound}" if confound else ""
+    look, n = int(seq["look"]), int(seq["n"])
+    if look == 0:
+        return f"{head}: {verdict}{tail} (no look complete yet)."
+    interval = f"[{_rounded(seq['interval_low'])}, {_rounded(seq['interval_high'])}]"
+    text = f"{head}: {_rounded(seq['diff'])} points, design-adjusted interval {interval}: {verdict}{tail}"
+    if seq["boundary"]:
+        text += f"; decided at look {look} ({n} seeds), {str(seq['boundary'])} boundary"
+    else:
+        text += f"; latest look {look} ({n} seeds)"
+    text += f"; {int(seq['seeds_run'])} seeds run"
+    fixed = seq.get("fixed_seeds_same_power", math.nan)
+    if _finite(seq.get("power")) and (_finite(fixed) or (isinstance(fixed, float) and math.isinf(fixed))):
+        source = "3 × rope" if seq["effect_source"] == "3 x rope" else "the smallest effect of interest"
+        text += (
+            f", where a fixed design with the same power ({format_prob(seq['power'])} against "
+            f"{format_points(seq['effect'])} points = {source}, at the observed sd "
+            f"{format_points(seq['sd_diff'])}) needs {format_count(fixed)}"
+        )
+    return text + "."
+
+
 def across_sentence(d: Mapping[str, object], alpha: float = 0.05) -> str:
     """One row of ``across.csv`` in words: data sets as units, then random effects if computed.
 
@@ -204,6 +238,8 @@ def _verdict_section(
     note: str | None,
     provenance: Mapping[str, object] | None,
     too_short: Sequence[Mapping[str, object]],
+    sequential: pd.DataFrame | None = None,
+    design: Mapping[str, object] | None = None,
 ) -> list[str]:
     lines = ["## Verdict", ""]
     if note:
@@ -214,6 +250,10 @@ def _verdict_section(
     per_dataset: list[str] = []
     if comparisons.empty:
         per_dataset += ["No contrast could be computed: no dataset has both arms of any contrast.", ""]
+    elif sequential is not None:
+        by_key = {(r["dataset"], r["arm_a"], r["arm_b"]): r for r in comparisons.to_dict("records")}
+        per_dataset += [f"- {sequential_sentence(r, by_key.get((r['dataset'], r['arm_a'], r['arm_b'])))}"
+                        for r in sequential.to_dict("records")] + [""]
     else:
         per_dataset += [f"- {verdict_sentence(row)}" for row in comparisons.to_dict("records")] + [""]
     across: list[str] = []
@@ -224,10 +264,13 @@ def _verdict_section(
     one_run_each = not comparisons.empty and bool((comparisons["n"].astype(int) < 2).all())
     lines += across + per_dataset if one_run_each else per_dataset + across
     for item in too_short:
+        if sequential is not None and item["source"] == "contrast":
+            evidence = "decided by the sequential design"
+        else:
+            evidence = f"{'Holm p' if item['source'] == 'contrast' else 'paired t p'} = {format_p(item['p'])}"
         lines += [
             f"On {item['dataset']}, single-long beats single by {_rounded(item['diff'])} points "
-            f"({'Holm p' if item['source'] == 'contrast' else 'paired t p'} = {format_p(item['p'])}): "
-            "evidence that the single recipe was too short.",
+            f"({evidence}): evidence that the single recipe was too short.",
             "",
         ]
     if not comparisons.empty:
@@ -246,13 +289,72 @@ def _verdict_section(
             f"±{format_points(rope)} points" if rope is not None
             else "± the larger of 0.1 points and one test image of that data set (column rope)"
         )
-        lines += [
-            f"Differences are A − B in accuracy points with 95% paired-t intervals; "
-            f"\"significant\" means Holm-adjusted p < {alpha:g} over all {len(comparisons)} rows; "
-            f"\"practically equivalent\" means the Holm-adjusted equivalence test (TOST) puts the "
-            f"difference within {rope_text} at p < {alpha:g}.",
-            "",
-        ]
+        if sequential is not None and design is not None:
+            lines += [
+                f"Sequential seeds (looks at {', '.join(str(n) for n in design['looks'])} seeds, "
+                f"{design['spending']} spending): differences are A − B in accuracy points at the look that "
+                f"decided the contrast, with the design-adjusted interval of that look; \"significant\" means "
+                f"the interval excludes 0 and \"practically equivalent\" that it lies within {rope_text}, with "
+                f"alpha {alpha:g} kept over all looks and {_plural(int(design['comparisons']), 'comparison')} "
+                "(Bonferroni, then Lan-DeMets spending, boundaries calibrated for t).",
+                "",
+            ]
+        else:
+            lines += [
+                f"Differences are A − B in accuracy points with 95% paired-t intervals; "
+                f"\"significant\" means Holm-adjusted p < {alpha:g} over all {len(comparisons)} rows; "
+                f"\"practically equivalent\" means the Holm-adjusted equivalence test (TOST) puts the "
+                f"difference within {rope_text} at p < {alpha:g}.",
+                "",
+            ]
+    return lines
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+_DECISION_WORDS = {"A better": "{a} better", "B better": "{b} better"}
+
+
+def _sequential_section(
+    sequential: pd.DataFrame | None, design: Mapping[str, object] | None, alpha: float
+) -> list[str]:
+    if sequential is None or design is None:
+        return []
+    looks = [int(n) for n in design["looks"]]
+    m = int(design["comparisons"])
+    lines = [
+        "## Sequential seeds",
+        "",
+        f"Seeds ran in batches, every arm the same seeds, with a look after {', '.join(map(str, looks))} seeds; "
+        f"alpha {alpha:g} split over {_plural(m, 'comparison')} (contrasts × data sets), "
+        f"{alpha / m:.4g} each, spent over the looks by {design['spending']}-type Lan-DeMets spending. "
+        "Per contrast: the look that decided it (or the latest), the boundary its design-adjusted interval "
+        "crossed, the |t| it had to exceed there, that interval, the seeds the arms ran in all, and the "
+        "seeds a fixed design with the same power would need (from the observed sd of the differences, "
+        "against the effect named in the column).",
+        "",
+    ]
+    rows = []
+    for r in sequential.to_dict("records"):
+        look = int(r["look"])
+        source = "3 × rope" if r["effect_source"] == "3 x rope" else "smallest effect"
+        rows.append([
+            r["dataset"], f"{r['arm_a']} vs {r['arm_b']}",
+            _DECISION_WORDS.get(str(r["decision"]), "{d}").format(a=r["arm_a"], b=r["arm_b"], d=r["decision"]),
+            f"{look} ({int(r['n'])} seeds)" if look else "none yet", r["boundary"] or "none",
+            format_points(r["critical"]) if _finite(r["critical"]) else _NA,
+            f"[{_rounded(r['interval_low'])}, {_rounded(r['interval_high'])}]",
+            int(r["seeds_run"]), format_points(r["sd_diff"]),
+            f"{format_points(r['effect'])} ({source})", format_prob(r["power"]),
+            format_count(r["fixed_seeds_same_power"]),
+        ])  # fmt: skip
+    lines += _table(
+        ["data set", "contrast (A vs B)", "decision", "look", "boundary", "|t| above", "design-adjusted interval",
+         "seeds run", "sd of A − B", "effect", "power", "fixed design, same power"],
+        rows,
+    ) + [""]
     return lines
 
 
@@ -295,7 +397,16 @@ def _profile_table(profiles: pd.DataFrame, still_rising: float) -> list[str]:
     )  # fmt: skip
 
 
-def _contrast_tables(comparisons: pd.DataFrame, profiles: pd.DataFrame) -> list[str]:
+def _without(header: list[str], rows: list[list[object]], drop: set[str]) -> tuple[list[str], list[list[object]]]:
+    keep = [i for i, h in enumerate(header) if h not in drop]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+# Fixed-sample figures a sequential study does not show (empty in its comparisons.csv).
+_FIXED_ONLY_HEADERS = {"p Holm", "p TOST Holm", "MDE 80%"}
+
+
+def _contrast_tables(comparisons: pd.DataFrame, profiles: pd.DataFrame, sequential: bool = False) -> list[str]:
     records = comparisons.to_dict("records")
     tests = [
         [
@@ -315,18 +426,19 @@ def _contrast_tables(comparisons: pd.DataFrame, profiles: pd.DataFrame) -> list[
         ]
         for r in records
     ]  # fmt: skip
+    drop = _FIXED_ONLY_HEADERS if sequential else set()
     lines = (
-        _table(
+        _table(*_without(
             ["contrast (A vs B)", "n", "mean A", "mean B", "A − B", "95% CI", "p paired", "p Welch",
              "p perm.", "p Holm", "verdict", "confounded by"],
-            tests,
-        )  # fmt: skip
+            tests, drop,
+        ))  # fmt: skip
         + [""]
-        + _table(
+        + _table(*_without(
             ["contrast (A vs B)", "d_z", "share A better", "p sign", "ROPE ±", "P(below)", "P(inside)",
              "P(above)", "p TOST", "p TOST Holm", "MDE 80%", "seeds for smallest effect"],
-            effects,
-        )  # fmt: skip
+            effects, drop,
+        ))  # fmt: skip
     )
     if not profiles.empty and not profiles[["params", "train_images"]].apply(pd.to_numeric, errors="coerce").isna().all().all():
         by_arm = {r["arm"]: r for r in profiles.to_dict("records")}
@@ -364,6 +476,7 @@ def _dataset_section(
     profiles: pd.DataFrame,
     figures: Mapping[str, Sequence[str]],
     still_rising: float,
+    sequential: bool = False,
 ) -> list[str]:
     lines = [f"### {dataset}", ""]
     arms = summaries[summaries["dataset"].astype(str) == dataset] if not summaries.empty else summaries
@@ -373,7 +486,7 @@ def _dataset_section(
     recorded = ["params", "trainable_params", "train_images", "wall_time", "late_gain"]
     rows = comparisons[comparisons["dataset"].astype(str) == dataset] if not comparisons.empty else comparisons
     if not rows.empty:
-        lines += ["Contrasts, paired by seed:", ""] + _contrast_tables(rows, prof) + [""]
+        lines += ["Contrasts, paired by seed:", ""] + _contrast_tables(rows, prof, sequential) + [""]
     if not prof.empty and prof[recorded].apply(pd.to_numeric, errors="coerce").isna().all().all():
         lines += [
             "The results record no parameter counts, training images or late validation gains for "
@@ -518,7 +631,8 @@ def _aggregate_section(
     return lines
 
 
-def _procedure_section(rope: float | None, alpha: float, still_rising: float, smallest_effect: float | None) -> list[str]:
+def _procedure_section(rope: float | None, alpha: float, still_rising: float, smallest_effect: float | None,
+                       design: Mapping[str, object] | None = None) -> list[str]:
     r_ = (
         f"±{format_points(rope)} points (given)" if rope is not None
         else "± the larger of 0.1 points and one test image (100 / n_test points) of each data set"
@@ -575,6 +689,33 @@ def _procedure_section(rope: float | None, alpha: float, still_rising: float, sm
         "Warnings flag n < 5, sample sizes at which the permutation test cannot reach significance "
         f"(smallest two-sided p = 2/2^(n − m) > {alpha:g}) and ROPEs finer than one test image.",
     ]
+    if design is not None:
+        looks = ", ".join(str(n) for n in design["looks"])
+        steps += [
+            f"Sequential seeds: the seeds ran in batches, with looks after {looks} seeds, every arm the same "
+            f"seeds. Alpha {alpha:g} is split over the {design['comparisons']} comparisons (contrasts × data "
+            f"sets; Bonferroni) and each share is spent over the looks by the Lan-DeMets {design['spending']}-"
+            "type function (Lan and DeMets 1983); the z boundaries come from recursive numerical "
+            "integration (Armitage et al. 1969), and the critical values of the paired t statistic "
+            "(n_k − 1 df) at each look are calibrated by a seeded simulation of a million null studies, "
+            "because seeds are few. At look k the design-adjusted interval is mean(d) ± c_k sd(d)/√n_k "
+            "(Jennison and Turnbull 1989): above 0, A better; below 0, B better; inside the ROPE, "
+            "equivalent; a contrast keeps the verdict of the first look that decided it, and the "
+            "repeats stop when every contrast is decided or the last look is done (then undecided). "
+            "The intervals of all looks cover the true difference together with probability "
+            f"1 − {alpha:g}/{design['comparisons']}, so the chance of any false verdict in the study is at "
+            f"most {alpha:g}.",
+            "For a sequential study, p Holm, p TOST Holm and MDE 80% are not shown and are empty in "
+            "comparisons.csv: they are fixed-sample figures (Holm over a single look at a fixed n, power "
+            "at a fixed n) and no longer mean what they say after early stopping; the verdict column "
+            "holds the design's verdict. A − B, the 95% interval and p paired, p Welch, p perm., p TOST "
+            "are nominal, over all the seeds run, not adjusted for the looks, and decide nothing. "
+            "sequential.csv gives per contrast the look, the boundary crossed, the critical |t|, the "
+            "design-adjusted interval, the seeds run, and the seeds a fixed paired t-test at alpha/m needs "
+            "for the power this design has (simulated, 200,000 studies, seeded) at the observed sd of the "
+            "differences against the smallest effect of interest, or else 3 × the ROPE (its "
+            "effect_source column says which).",
+        ]
     refs = [
         "Student (1908). The probable error of a mean. *Biometrika* 6(1), 1–25.",
         "Welch, B. L. (1947). The generalization of \"Student's\" problem when several different "
@@ -599,6 +740,15 @@ def _procedure_section(rope: float | None, alpha: float, still_rising: float, sm
         "Dodge, J., Gururangan, S., Card, D., Schwartz, R., Smith, N. A. (2019). Show your work: "
         "improved reporting of experimental results. *EMNLP 2019*, 2185–2194.",
     ]
+    if design is not None:
+        refs += [
+            "Armitage, P., McPherson, C. K., Rowe, B. C. (1969). Repeated significance tests on accumulating "
+            "data. *JRSS A* 132(2), 235–244.",
+            "Lan, K. K. G., DeMets, D. L. (1983). Discrete sequential boundaries for clinical trials. "
+            "*Biometrika* 70(3), 659–663.",
+            "Jennison, C., Turnbull, B. W. (1989). Interim analyses: the repeated confidence interval "
+            "approach. *JRSS B* 51(3), 305–361.",
+        ]
     return (
         ["## Procedure", ""]
         + [f"{i}. {s}" for i, s in enumerate(steps, start=1)]
@@ -670,6 +820,8 @@ def render_report(
     tuning: Mapping[str, Mapping[str, object]] | None = None,
     expected_best: Mapping[str, Sequence[float]] | None = None,
     note: str | None = None,
+    sequential: pd.DataFrame | None = None,
+    design: Mapping[str, object] | None = None,
 ) -> str:
     """Return the markdown report.
 
@@ -695,20 +847,30 @@ def render_report(
         tuning: per arm, how it was tuned (see :func:`ablate.publish.write_report_dir`).
         expected_best: per arm, :func:`ablate.stats.expected_max` of its search values.
         note: a paragraph shown first under the verdict heading.
+        sequential: output of :func:`ablate.stats.sequential_frame` for sequential seeds (then
+            ``comparisons`` is :func:`ablate.stats.mark_sequential`'s), with ``design`` its
+            ``{"looks", "spending", "comparisons"}``: the verdicts are the design's, a
+            "Sequential seeds" section follows the verdict, and the fixed-sample columns
+            p Holm, p TOST Holm and MDE 80% are left out.
     """
     figures = figures or {}
     profiles = profiles if profiles is not None else pd.DataFrame(columns=["dataset", "arm"])
     lines = [f"# {title}", ""]
+    if sequential is None or design is None:
+        sequential, design = None, None
     lines += _verdict_section(
-        comparisons, aggregate, rope, alpha, note=note, provenance=provenance, too_short=too_short
+        comparisons, aggregate, rope, alpha, note=note, provenance=provenance, too_short=too_short,
+        sequential=sequential, design=design,
     )
+    lines += _sequential_section(sequential, design, alpha)
     lines += ["## Results per dataset", ""]
     for dataset in _datasets(comparisons, summaries):
-        lines += _dataset_section(dataset, comparisons, summaries, profiles, figures, still_rising)
+        lines += _dataset_section(dataset, comparisons, summaries, profiles, figures, still_rising,
+                                  sequential is not None)
     lines += _tuning_section(tuning, expected_best)
     lines += _similarity_section(similarity)
     lines += _warning_section(comparisons, aggregate, missing)
     lines += _aggregate_section(aggregate, figures, alpha)
-    lines += _procedure_section(rope, alpha, still_rising, smallest_effect)
+    lines += _procedure_section(rope, alpha, still_rising, smallest_effect, design)
     lines += _provenance_section(provenance)
     return "\n".join(lines).rstrip("\n") + "\n"

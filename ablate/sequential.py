@@ -73,6 +73,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Hashable, Mapping, Sequence
@@ -516,7 +517,7 @@ def decide(diffs: Sequence[float] | np.ndarray, design: Design, n_seeds_done: in
 
 
 def next_action(design: Design, diffs_per_contrast: Mapping[Hashable, Sequence[float] | np.ndarray],
-                n_seeds_done: int) -> LookResult:
+                n_seeds_done: int, ropes: Mapping[Hashable, float] | None = None) -> LookResult:
     """The verdict per contrast after ``n_seeds_done`` seeds, and whether to run another batch.
 
     The single entry point for the repeats loop: it is stateless (verdicts are replayed from
@@ -525,15 +526,25 @@ def next_action(design: Design, diffs_per_contrast: Mapping[Hashable, Sequence[f
     Args:
         design: from :func:`make_design`, with ``comparisons`` = the number of keys here.
         diffs_per_contrast: per contrast key (e.g. ``(dataset, arm_a, arm_b)``), the paired
-            differences A - B in points in seed order, for seeds complete in both arms.
-        n_seeds_done: seeds complete for every arm and data set (the first ``n_seeds_done``
-            seeds of the plan).
+            differences A - B in points in seed order, for seeds complete in both arms. A
+            contrast with fewer (a cell given up after its retries) is judged only at the looks
+            its pairs reach: it can stay open, never be decided on seeds it lacks.
+        n_seeds_done: seeds complete (or given up) for every arm and data set (the first
+            ``n_seeds_done`` seeds of the plan).
+        ropes: per contrast key, a ROPE (points) in place of ``design.rope`` (the default ROPE
+            is one test image of each data set); the boundaries do not depend on it.
 
     Returns:
         A :class:`LookResult`: ``stop`` when every contrast is decided or the last look is
         done, else ``next_seeds`` (the next look's cumulative count) and ``batch`` (seeds to add).
     """
-    decisions = {key: decide(d, design, n_seeds_done) for key, d in diffs_per_contrast.items()}
+    def design_for(key: Hashable) -> Design:
+        if ropes is None or key not in ropes:
+            return design
+        return dataclasses.replace(design, rope=float(ropes[key]))
+
+    decisions = {key: decide(d, design_for(key), min(len(d), n_seeds_done))
+                 for key, d in diffs_per_contrast.items()}
     past = [k for k, look in enumerate(design.looks, start=1) if look.n <= n_seeds_done]
     look = past[-1] if past else 0
     n_at = design.looks[look - 1].n if look else 0

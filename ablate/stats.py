@@ -95,6 +95,14 @@ both arms:
   freedom, the average rank of each arm (rank 1 = best) and the Nemenyi critical difference,
   drawn as a CD diagram only when the F test rejects. Arms missing on a dataset are named.
 
+Sequential seeds (:func:`sequential_look`, :func:`sequential_frame`): the same paired
+differences, in seed order, judged look by look by :mod:`ablate.sequential` (Bonferroni over
+contrasts x data sets, Lan-DeMets spending, t boundaries calibrated by simulation, the
+design-adjusted interval of Jennison and Turnbull 1989). After such a study the fixed-sample
+``p_holm``, ``p_tost_holm`` and ``mde_80`` are emptied and the verdict is the design's
+(:func:`mark_sequential`); the repeats loop and the report call the same function on the same
+table, so they reach the same verdicts.
+
 Tuning (:func:`expected_max`): the expected best validation accuracy of ``n`` search trials,
 estimated from the ``N`` completed trials' values as the expected maximum of ``n`` draws with
 replacement from their empirical distribution (Dodge et al. 2019).
@@ -144,6 +152,7 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, InvalidTestWarning
 
+from ablate import sequential as sq
 from ablate.errors import ConfigError, DataError
 
 __all__ = [
@@ -187,6 +196,14 @@ __all__ = [
     "aggregate",
     "iman_davenport",
     "expected_max",
+    "SEQUENTIAL_COLUMNS",
+    "FIXED_ONLY_COLUMNS",
+    "sequential_design",
+    "sequential_look",
+    "sequential_frame",
+    "sequential_verdict",
+    "mark_sequential",
+    "pooled_difference_sd",
 ]
 
 RESULT_COLUMNS = ("dataset", "arm", "seed", "accuracy")
@@ -1338,6 +1355,186 @@ def expected_max(values: Sequence[float] | np.ndarray) -> np.ndarray:
     n = np.arange(1, big_n + 1, dtype=float)[:, None]
     weights = (i / big_n) ** n - ((i - 1) / big_n) ** n  # (n, i); each row sums to 1
     return weights @ v
+
+
+# --------------------------------------------------------------------------- sequential seeds
+
+SEQUENTIAL_COLUMNS = (
+    "dataset", "arm_a", "arm_b", "decision", "look", "n", "boundary", "critical", "diff", "interval_low",
+    "interval_high", "rope", "seeds_run", "sd_diff", "effect", "effect_source", "power", "expected_seeds",
+    "fixed_seeds_same_power",
+)  # fmt: skip
+# The Procedure section and README name these as not shown for a sequential study: they are
+# fixed-sample figures (Holm over one look at a fixed n, power at a fixed n).
+FIXED_ONLY_COLUMNS = ("p_holm", "p_tost_holm", "mde_80")
+
+
+def sequential_design(looks: Sequence[int], alpha: float, comparisons: int, spending: str) -> sq.Design:
+    """The design of a sequential study (its ROPE is set per contrast, see :func:`sequential_look`)."""
+    return sq.make_design(looks, alpha=alpha, comparisons=comparisons, spending=spending, rope=0.0)
+
+
+def _paired_differences(
+    results: pd.DataFrame, contrasts: Sequence[tuple[str, str]] | None, rope: float | None
+) -> tuple[dict[tuple[str, str, str], np.ndarray], dict[tuple[str, str, str], float]]:
+    """Per (dataset, arm_a, arm_b): A - B in points over the seeds both arms ran, in seed order,
+    and the row's ROPE (as :func:`compare` sets it)."""
+    results = sort_results(validate_results(results))
+    contrasts = _resolve_contrasts(results, contrasts)
+    n_test = _n_test_by_dataset(results)
+    diffs, ropes = {}, {}
+    for dataset, group in results.groupby("dataset", sort=False):
+        by_arm = {arm: g.set_index("seed")["accuracy"] for arm, g in group.groupby("arm", sort=False)}
+        for arm_a, arm_b in contrasts:
+            if arm_a not in by_arm or arm_b not in by_arm:
+                continue
+            a, b = by_arm[arm_a], by_arm[arm_b]
+            seeds = sorted(set(a.index) & set(b.index))
+            # the same arithmetic as paired_comparison, so both see the same doubles
+            d = a.loc[seeds].to_numpy(dtype=float) * 100.0 - b.loc[seeds].to_numpy(dtype=float) * 100.0
+            diffs[(dataset, arm_a, arm_b)] = d
+            ropes[(dataset, arm_a, arm_b)] = default_rope(n_test.get(dataset)) if rope is None else float(rope)
+    return diffs, ropes
+
+
+def sequential_look(
+    results: pd.DataFrame,
+    *,
+    looks: Sequence[int],
+    spending: str,
+    comparisons: int,
+    alpha: float = 0.05,
+    contrasts: Sequence[tuple[str, str]] | None = None,
+    rope: float | None = None,
+    n_seeds_done: int | None = None,
+) -> sq.LookResult:
+    """The verdict per contrast and data set after the seeds in ``results``, and what to run next.
+
+    The repeats loop calls this after every look on the cells finished so far, and the report
+    on the whole table: both replay the looks from the same differences
+    (:func:`ablate.sequential.next_action`), so they reach the same verdicts.
+
+    Args:
+        results: results table; only seeds run for both arms of a contrast pair up.
+        looks: cumulative seed counts of the design; spending: its Lan-DeMets family.
+        comparisons: contrasts x data sets sharing ``alpha`` (from the study file, so a cell
+            given up does not change the design).
+        contrasts, rope: as in :func:`compare` (rope None: one test image per data set, at
+            least 0.1 points).
+        n_seeds_done: seeds complete for every arm and data set; default the number of distinct
+            seeds in ``results`` (a look still running is not evaluated: its contrasts lack pairs).
+
+    Returns:
+        :class:`ablate.sequential.LookResult` keyed by ``(dataset, arm_a, arm_b)``.
+    """
+    diffs, ropes = _paired_differences(results, contrasts, rope)
+    done = int(results["seed"].nunique()) if n_seeds_done is None else int(n_seeds_done)
+    design = sequential_design(looks, alpha, comparisons, spending)
+    with _quiet():  # nearly constant differences: scipy's precision warning, the verdict stands
+        return sq.next_action(design, diffs, done, ropes=ropes)
+
+
+def sequential_frame(
+    results: pd.DataFrame,
+    *,
+    looks: Sequence[int],
+    spending: str,
+    comparisons: int,
+    alpha: float = 0.05,
+    contrasts: Sequence[tuple[str, str]] | None = None,
+    rope: float | None = None,
+    smallest_effect: float | None = None,
+) -> pd.DataFrame:
+    """One row per (dataset, contrast) of a sequential study, :data:`SEQUENTIAL_COLUMNS`.
+
+    ``decision``, ``look``, ``n``, ``boundary``, ``critical`` (the calibrated |t| of that look),
+    ``diff`` and ``interval_low/high`` (the design-adjusted interval) are those of
+    :func:`ablate.sequential.decide` at the look that decided the contrast (or the latest look).
+    ``seeds_run`` is the number of paired seeds the arms ran in all (more than ``n`` when another
+    contrast kept them going); ``sd_diff`` the sd of those differences. ``power`` and
+    ``expected_seeds`` are the design's, by simulation (:func:`ablate.sequential.operating_characteristics`,
+    seeded) at that sd against ``effect`` points, the smallest effect of interest or else 3 x
+    the row's ROPE (``effect_source`` says which); ``fixed_seeds_same_power`` the seeds a fixed
+    paired t-test at ``alpha / comparisons`` needs for that power (inf beyond 100,000; NaN
+    without a positive sd or with zero power).
+    """
+    diffs, ropes = _paired_differences(results, contrasts, rope)
+    design = sequential_design(looks, alpha, comparisons, spending)
+    with _quiet():
+        verdicts = sq.next_action(design, diffs, max((len(d) for d in diffs.values()), default=0), ropes=ropes)
+    rows = []
+    for key, d in diffs.items():
+        c = verdicts.decisions[key]
+        row_rope = ropes[key]
+        effect, source = ((float(smallest_effect), "smallest_effect") if smallest_effect is not None
+                          else (3.0 * row_rope, "3 x rope"))
+        sd_d = float(np.std(d, ddof=1)) if len(d) >= 2 else math.nan
+        power = expected = fixed = math.nan
+        if _finite(sd_d) and sd_d > 0 and effect > 0:
+            oc = sq.operating_characteristics(dataclasses.replace(design, rope=row_rope), sd=sd_d, effect=effect)
+            power, expected = oc.power, oc.expected_seeds
+            fixed = float(oc.fixed_seeds) if oc.fixed_seeds is not None else (math.inf if oc.power > 0 else math.nan)
+        rows.append({
+            "dataset": key[0], "arm_a": key[1], "arm_b": key[2], "decision": c.decision, "look": c.look, "n": c.n,
+            "boundary": c.boundary or "", "critical": c.critical, "diff": c.mean, "interval_low": c.interval[0],
+            "interval_high": c.interval[1], "rope": row_rope, "seeds_run": len(d), "sd_diff": sd_d,
+            "effect": effect, "effect_source": source, "power": power, "expected_seeds": expected,
+            "fixed_seeds_same_power": fixed,
+        })  # fmt: skip
+    return pd.DataFrame.from_records(rows, columns=list(SEQUENTIAL_COLUMNS))
+
+
+def pooled_difference_sd(
+    results: pd.DataFrame, contrasts: Sequence[tuple[str, str]] | None = None
+) -> tuple[float, int, int]:
+    """The sd of the paired differences A - B (points), pooled over every contrast x data set.
+
+    ``sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1))`` over the rows with at least 2 paired seeds,
+    ``s_i`` the sd of row i's differences: the within-row variance, whatever each row's mean.
+    Returns ``(sd, rows pooled, pairs)``; ``(nan, 0, 0)`` when no row has 2 pairs.
+    """
+    diffs, _ = _paired_differences(results, contrasts, None)
+    used = [d for d in diffs.values() if len(d) >= 2]
+    if not used:
+        return math.nan, 0, 0
+    dof = sum(len(d) - 1 for d in used)
+    pooled = sum((len(d) - 1) * float(np.var(d, ddof=1)) for d in used) / dof
+    return math.sqrt(pooled), len(used), sum(len(d) for d in used)
+
+
+def sequential_verdict(row: Mapping[str, object], still_rising: str = "") -> str:
+    """A row of :func:`sequential_frame` as the ``verdict`` of its comparison, in the words of
+    :func:`verdict`: "significant: <arm> better (sequential, look 2)", "practically equivalent
+    (sequential, look 3)", "undecided after 30 seeds", "open after look 1" (a study still running)."""
+    decision, look, n = row["decision"], int(row["look"]), int(row["n"])
+    if decision in ("A better", "B better"):
+        better = row["arm_a"] if decision == "A better" else row["arm_b"]
+        rope = float(row["rope"])
+        inside = abs(float(row["interval_low"])) < rope and abs(float(row["interval_high"])) < rope
+        text = f"significant: {better} better (sequential, look {look})" + (" (within ROPE)" if inside else "")
+    elif decision == "equivalent":
+        text = f"practically equivalent (sequential, look {look})"
+    elif decision == "undecided":
+        text = f"undecided after {n} seeds"
+    else:
+        text = f"open after look {look}" if look else "open: no look complete"
+    return text + (f"; still rising: {still_rising}" if still_rising else "")
+
+
+def mark_sequential(comparisons: pd.DataFrame, sequential: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons`` of a sequential study: :data:`FIXED_ONLY_COLUMNS` emptied (NaN) and each
+    verdict replaced by the sequential one (:func:`sequential_verdict`)."""
+    out = comparisons.copy()
+    for column in FIXED_ONLY_COLUMNS:
+        out[column] = math.nan
+    by_key = {(r["dataset"], r["arm_a"], r["arm_b"]): r for r in sequential.to_dict("records")}
+    verdicts = []
+    for r in out.to_dict("records"):
+        seq = by_key.get((r["dataset"], r["arm_a"], r["arm_b"]))
+        rising = r.get("still_rising") if isinstance(r.get("still_rising"), str) else ""
+        verdicts.append(r["verdict"] if seq is None else sequential_verdict(seq, rising))
+    out["verdict"] = verdicts
+    return out
 
 
 # --------------------------------------------------------------------------- helpers

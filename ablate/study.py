@@ -59,6 +59,11 @@ __all__ = [
     "run_searches",
     "run_repeats",
     "repeat_cells",
+    "look_of",
+    "sequential_settings",
+    "RepeatsProgress",
+    "repeats_progress",
+    "earlier_results",
     "repeat_config",
     "cell_settings",
     "collect_results",
@@ -728,19 +733,119 @@ def cell_settings(cfg: StudyConfig, paths: StudyPaths, arm: str) -> dict[str, An
     return {"settings": settings, "precision": precision, "tuning": {"method": method, "source": source}}
 
 
-def repeat_cells(cfg: StudyConfig) -> list[dict[str, Any]]:
+def repeat_cells(cfg: StudyConfig, n_seeds: int | None = None) -> list[dict[str, Any]]:
     """Every (arm, dataset, seed) cell of the repeats, in the order they are run.
 
     Seed by seed, so an interrupted run leaves complete pairs; single-head arms first within a
     seed, so that a single run whose recipe is the stage-1 recipe serves as model1 (init:
-    stage1) of the DueHeadNet arms of the same seed instead of a second training.
+    stage1) of the DueHeadNet arms of the same seed instead of a second training. ``n_seeds``:
+    the first that many seeds only (default ``repeats.max_seeds``; with sequential seeds, the
+    cells planned so far are :func:`repeats_progress`'s).
     """
     assert cfg.repeats is not None
     datasets = cfg.repeats.datasets or [cfg.dataset.name]
-    seeds = range(cfg.repeats.first_seed, cfg.repeats.first_seed + cfg.repeats.max_seeds)
+    count = cfg.repeats.max_seeds if n_seeds is None else n_seeds
+    seeds = range(cfg.repeats.first_seed, cfg.repeats.first_seed + count)
     kinds = {a: with_overrides(cfg.run, arm_overrides(cfg, a)).model.kind for a in cfg.repeats.arms}
     arms = sorted(cfg.repeats.arms, key=lambda a: kinds[a] != "single")
     return [{"arm": a, "dataset": d, "seed": s} for d in datasets for s in seeds for a in arms]
+
+
+def look_of(cfg: StudyConfig, seed: int) -> int:
+    """The look (1-based) a seed belongs to: 1 for every seed of a fixed design."""
+    assert cfg.repeats is not None
+    index = seed - cfg.repeats.first_seed
+    return next(k for k, n in enumerate(cfg.repeats.looks, start=1) if index < n)
+
+
+def sequential_settings(cfg: StudyConfig) -> dict[str, Any] | None:
+    """The design of sequential repeats as the report saves it (``analysis.json``): the looks,
+    the spending family and the comparisons sharing alpha (contrasts x data sets, from the study
+    file); None for a fixed design."""
+    from ablate.stats import default_contrasts
+
+    rep = cfg.repeats
+    if rep is None or not rep.sequential:
+        return None
+    contrasts = rep.contrasts or default_contrasts(list(rep.arms))
+    datasets = rep.datasets or [cfg.dataset.name]
+    return {"looks": list(rep.looks), "spending": rep.spending, "comparisons": len(contrasts) * len(datasets)}
+
+
+@dataclass(frozen=True)
+class RepeatsProgress:
+    """Where the repeats stand, recomputed from the storage (nothing else is kept anywhere).
+
+    ``seeds``: the cells of the first ``seeds`` seeds are planned (all of a fixed design; with
+    sequential seeds, up to the look the design has reached). ``look``: the verdicts of the
+    latest complete look (None for a fixed design or before the first look is done).
+    ``stopped``: every contrast is decided or the last look is done; no further batch.
+    """
+
+    seeds: int
+    look: Any  # ablate.sequential.LookResult | None
+    stopped: bool
+
+
+def _cell_states(trials: list[FrozenTrial]) -> tuple[dict[tuple, FrozenTrial], set[tuple], dict[tuple, int]]:
+    """Per cell: its first COMPLETE trial; the cells COMPLETE, RUNNING or WAITING; failures so far."""
+    complete: dict[tuple, FrozenTrial] = {}
+    live: set[tuple] = set()
+    failures: dict[tuple, int] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        key = _cell_key(t)
+        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+            live.add(key)
+        if t.state == TrialState.COMPLETE:
+            complete.setdefault(key, t)
+        if t.state in (TrialState.FAIL, TrialState.PRUNED):
+            failures[key] = failures.get(key, 0) + 1
+    return complete, live, failures
+
+
+def _result_row(t: FrozenTrial) -> dict[str, Any]:
+    arm, dataset, seed = _cell_key(t)
+    a = t.user_attrs
+    return {"dataset": dataset, "arm": arm, "seed": seed, "accuracy": a["test_accuracy"],
+            "params": a.get("n_params"), "trainable_params": a.get("n_trainable"),
+            "train_images": a.get("train_images"), "n_test": a.get("n_test"),
+            "val_gain_last_quarter": a.get("val_gain_last_quarter"), "wall_time": a.get("wall_time")}
+
+
+def repeats_progress(cfg: StudyConfig, trials: list[FrozenTrial]) -> RepeatsProgress:
+    """How many seeds are planned, from the repeat trials alone (stateless, any worker, any time).
+
+    A fixed design plans every seed. Sequential seeds replay the looks: while every cell of the
+    first ``n_k`` seeds is finished (COMPLETE, or given up after ``repeats.max_retries``
+    failures), the look is evaluated on the paired differences of those seeds
+    (:func:`ablate.stats.sequential_look`, comparisons = contrasts x data sets of the study
+    file) and, unless the design stops there, the next look's seeds are planned.
+    """
+    import pandas as pd
+
+    from ablate.stats import sequential_look
+
+    rep = cfg.repeats
+    assert rep is not None
+    settings = sequential_settings(cfg)
+    if settings is None:
+        return RepeatsProgress(seeds=rep.max_seeds, look=None, stopped=False)
+    complete, live, failures = _cell_states(trials)
+    target, latest = rep.looks[0], None
+    while True:
+        cells = repeat_cells(cfg, target)
+        keys = [_cell_key(c) for c in cells]
+        if any(k not in complete and (k in live or failures.get(k, 0) <= rep.max_retries) for k in keys):
+            return RepeatsProgress(seeds=target, look=latest, stopped=False)  # the look is still running
+        rows = [_result_row(complete[_cell_key(c)]) for c in cells if _cell_key(c) in complete]
+        if not rows:  # every cell of the look given up: nothing to decide on, nothing more to run
+            return RepeatsProgress(seeds=target, look=latest, stopped=True)
+        latest = sequential_look(pd.DataFrame(rows), looks=settings["looks"], spending=settings["spending"],
+                                 comparisons=settings["comparisons"], alpha=rep.alpha, contrasts=rep.contrasts,
+                                 rope=rep.rope, n_seeds_done=target)
+        if latest.stop:
+            return RepeatsProgress(seeds=target, look=latest, stopped=True)
+        target = latest.next_seeds
 
 
 def repeat_config(cfg: StudyConfig, stored: dict[str, Any], cell: dict[str, Any]) -> RunConfig:
@@ -768,26 +873,28 @@ def _cell_key(cell: dict[str, Any] | FrozenTrial) -> tuple:
 _CELL_ATTRS = ("settings", "precision", "tuning")
 
 
-def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths, cells: list[dict[str, Any]],
-                     max_retry: int) -> list[dict[str, Any]]:
-    """Enqueue each cell not yet COMPLETE, RUNNING or WAITING, unless it failed too often.
+def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths,
+                     max_retry: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Enqueue each planned cell not yet COMPLETE, RUNNING or WAITING, unless it failed too often.
 
-    An arm's settings are decided when its first cell is enqueued and copied from there to
-    every later cell of the arm (retries, later seeds): a search trial added since changes
-    nothing already decided. Returns the cells given up on (failed more than ``max_retry`` times).
+    The planned cells are :func:`repeats_progress`'s, read under the claim lock: every cell of a
+    fixed design; with sequential seeds, the looks reached so far, so the worker that finds a
+    look finished enqueues the next batch, and every other one finds it there and adds nothing.
+    Each cell carries its look (user attribute ``look``). An arm's settings are decided when its
+    first cell is enqueued and copied from there to every later cell of the arm (retries, later
+    seeds, later looks): a search trial added since changes nothing already decided. Returns the
+    planned cells and those given up on (failed more than ``max_retry`` times).
     """
     with _claim_lock(_optuna.storage_of(study), paths.storage, study.study_name):
         requeue_dead_trials(study, paths.storage, max_retry)
         trials = study.get_trials(deepcopy=False)
-        live = {_cell_key(t) for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
-        failures: dict[tuple, int] = {}
+        _, live, failures = _cell_states(trials)
         decided: dict[str, dict[str, Any]] = {}
         for t in sorted(trials, key=lambda t: t.number):
-            if t.state in (TrialState.FAIL, TrialState.PRUNED):
-                failures[_cell_key(t)] = failures.get(_cell_key(t), 0) + 1
             arm = _cell_key(t)[0]
             if arm not in decided and "settings" in t.user_attrs:
                 decided[arm] = {k: t.user_attrs[k] for k in _CELL_ATTRS if k in t.user_attrs}
+        cells = repeat_cells(cfg, repeats_progress(cfg, trials).seeds)
         given_up = []
         for cell in cells:
             key = _cell_key(cell)
@@ -798,24 +905,27 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths, c
                 continue
             if cell["arm"] not in decided:
                 decided[cell["arm"]] = cell_settings(cfg, paths, cell["arm"])
-            study.enqueue_trial(cell, user_attrs=decided[cell["arm"]])
-        return given_up
+            study.enqueue_trial(cell, user_attrs={**decided[cell["arm"]], "look": look_of(cfg, cell["seed"])})
+        return cells, given_up
 
 
 def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None,
                 max_trials: int | None = None) -> list[dict[str, Any]]:
-    """Run every (arm, dataset, seed) cell exactly once as a trial of ``<name>:repeats``.
+    """Run every planned (arm, dataset, seed) cell exactly once as a trial of ``<name>:repeats``.
 
     Each cell runs with the settings stored on its trial when it was enqueued (read back here,
-    never recomputed). Returns the cells given up on after ``repeats.max_retries`` failures
-    (the report names them).
+    never recomputed). With sequential seeds the cells come look by look
+    (:func:`repeats_progress`): a worker that runs out of cells waits while others finish the
+    look, goes on with the next batch when there is one, and returns once the design has
+    stopped. Returns the cells given up on after ``repeats.max_retries`` failures (the report
+    names them).
     """
     if cfg.repeats is None:
         return []
     events = events or QuietEvents()
     study = repeats_study(cfg, open_storage(paths.storage, max_retry=cfg.repeats.max_retries))
     study.set_user_attr("ablate:provenance", provenance(paths))
-    cells = repeat_cells(cfg)
+    cells = repeat_cells(cfg)  # every cell the design may run: the choices of each parameter
     arms = list(cfg.repeats.arms)
     datasets = sorted({c["dataset"] for c in cells})
     seeds = sorted({c["seed"] for c in cells})
@@ -832,12 +942,17 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
         trial.set_user_attr("arm", cell["arm"])
         return _run_trial(trial, run_cfg, paths, events, f"{cfg.name}:repeats", prune=False)
 
+    planned = None
     while True:
-        given_up = _enqueue_missing(study, cfg, paths, cells, cfg.repeats.max_retries)
+        cells, given_up = _enqueue_missing(study, cfg, paths, cfg.repeats.max_retries)
+        # Waits while others run cells of this look; returns once all of them are finished.
         ran = _work(study, paths, len(cells) - len(given_up), objective, events, only_waiting=True,
                     max_retry=cfg.repeats.max_retries, max_trials=max_trials, label="repeats")
-        if max_trials is not None or ran == 0:
-            break  # a pass that ran nothing found no failed cell left to retry
+        if max_trials is not None:
+            break
+        if ran == 0 and (len(cells), len(given_up)) == planned:
+            break  # nothing ran and nothing new was planned: no failed cell to retry, no look to add
+        planned = (len(cells), len(given_up))
     return given_up  # from the last pass, which ran nothing (or was cut short by max_trials)
 
 
@@ -891,6 +1006,30 @@ def _importances(study: optuna.Study) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in importances.items()}
 
 
+def earlier_results(cfg: StudyConfig, paths: StudyPaths) -> Any:
+    """The study's completed repeat cells as a results table (pandas), or None when there are
+    none; creates nothing (no storage file, no study) and reads an unreachable server as none."""
+    import pandas as pd
+
+    kind = storage_kind(paths.storage)
+    if kind in ("journal", "sqlite"):
+        file = paths.storage.split(":///", 1)[1]
+        if file == ":memory:" or not Path(file).is_file():
+            return None
+    try:
+        storage = open_storage(paths.storage)
+        storage.get_study_id_from_name(f"{cfg.name}:repeats")
+    except (StorageError, KeyError):
+        return None
+    study = optuna.load_study(study_name=f"{cfg.name}:repeats", storage=storage)
+    rows, seen = [], set()
+    for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
+        if _cell_key(t) not in seen:
+            seen.add(_cell_key(t))
+            rows.append(_result_row(t))
+    return pd.DataFrame(rows) if rows else None
+
+
 def relative_study_file(paths: StudyPaths) -> str:
     """The study file relative to its git repository (or to this folder): no machine paths."""
     import subprocess
@@ -933,6 +1072,7 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     rows, curves, sims, numbers, wall = [], [], [], [], 0.0
     seen = set()
+    sequential = cfg.repeats.sequential
     for t in sorted(trials, key=lambda t: t.number):
         key = _cell_key(t)
         if key in seen:  # cannot happen through ablate; never count a cell twice
@@ -940,10 +1080,9 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
         seen.add(key)
         arm, dataset, seed = key
         a = t.user_attrs
-        rows.append({"dataset": dataset, "arm": arm, "seed": seed, "accuracy": a["test_accuracy"],
-                     "params": a.get("n_params"), "trainable_params": a.get("n_trainable"),
-                     "train_images": a.get("train_images"), "n_test": a.get("n_test"),
-                     "val_gain_last_quarter": a.get("val_gain_last_quarter"), "wall_time": a.get("wall_time")})
+        rows.append(_result_row(t))
+        if sequential:
+            rows[-1]["look"] = a.get("look", look_of(cfg, seed))
         for e in a.get("curves", []):
             curves.append({"dataset": dataset, "arm": arm, "seed": seed, "epoch": e["epoch"],
                            "val_accuracy": e["val_accuracy"]})
@@ -951,7 +1090,9 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
             sims.append({"dataset": dataset, "arm": arm, "seed": seed, "head_similarity": a["head_similarity"]})
         numbers.append(t.number)
         wall += a.get("wall_time", 0.0)
-    missing = [c for c in repeat_cells(cfg) if _cell_key(c) not in seen]
+    # Planned cells without a result; with sequential seeds only the looks the design reached.
+    all_trials = study.get_trials(deepcopy=False)
+    missing = [c for c in repeat_cells(cfg, repeats_progress(cfg, all_trials).seeds) if _cell_key(c) not in seen]
     devices = sorted({t.user_attrs.get("device", "?") for t in trials})
     precisions = sorted({str(t.user_attrs.get("precision")) for t in trials if t.user_attrs.get("precision")})
     prov = {k: v for k, v in study.user_attrs.get("ablate:provenance", {}).items() if k != "host"}
@@ -966,8 +1107,14 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> dict[str, Any]:
         "training wall time": f"{wall / 60:.1f} min",
         "tuning": cfg.tuning,
     })
+    if sequential:
+        progress = repeats_progress(cfg, all_trials)
+        state = "stopped" if progress.stopped else "running"
+        prov["design"] = (f"sequential: looks at {', '.join(map(str, cfg.repeats.looks))} seeds, "
+                          f"{cfg.repeats.spending} spending; {state} at {progress.seeds} seeds")
     return {
-        "results": pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy", *RESULT_EXTRAS]),
+        "results": pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy", *RESULT_EXTRAS,
+                                               *(["look"] if sequential else [])]),
         "curves": pd.DataFrame(curves, columns=["dataset", "arm", "seed", "epoch", "val_accuracy"]),
         "similarity": pd.DataFrame(sims, columns=["dataset", "arm", "seed", "head_similarity"]),
         "tuning": _tuning(cfg, paths, trials),

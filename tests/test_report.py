@@ -349,6 +349,10 @@ def test_cli_report_bad_flags(tmp_path, capsys, extra, needles):
         ("analysis.json", '{"ropes": 0.1}', ["unknown key 'ropes'"]),
         ("analysis.json", '{"contrasts": [["fmce"]]}', ["contrasts must be a list of [arm_a, arm_b] pairs"]),
         ("tuning.json", '{"fmce": {"method": "grid"}}', ["tuning.json: tuning of arm 'fmce': method 'grid'"]),
+        ("analysis.json", '{"sequential": {"looks": [3, 3], "spending": "pocock", "comparisons": 1}}',
+         ["analysis.json: sequential must be {looks: [increasing seed counts >= 2]", "(looks: [3, 3])"]),
+        ("analysis.json", '{"sequential": {"looks": [3, 6], "spending": "wald", "comparisons": 1}}',
+         ["sequential.spending 'wald' is not one of obrien-fleming, pocock"]),
     ],
 )
 def test_cli_report_bad_settings_files(tmp_path, capsys, name, text, needles):

@@ -609,3 +609,81 @@ def test_i2_is_truncated_at_zero_and_a_zero_variance_data_set_gets_a_floor():
     assert res.i2 < 0 and row.i2 == 0.0  # the differences agree better than chance: I2 truncated
     (unknown,) = stats.across_datasets(per_dataset(diffs))
     assert "without n_test" in unknown.notes and math.isfinite(unknown.re_diff)
+
+
+# --------------------------------------------------------------------------- sequential seeds
+
+
+def _table(points: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """A results table from accuracies in points per (dataset, arm), seeds 0.., 1000 test images."""
+    rows = [(ds, arm, seed, p / 100) for (ds, arm), ps in points.items() for seed, p in enumerate(ps)]
+    frame = pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"])
+    return frame.assign(n_test=1000)
+
+
+SEQ_POINTS = {
+    ("digits", "a"): [80.0, 81.0, 79.5, 80.5, 80.0, 81.5],
+    ("digits", "b"): [70.0, 70.5, 70.0, 71.0, 69.0, 71.5],  # 10 points behind: decided at look 1
+    ("cifar", "a"): [60.0, 61.0, 59.0, 60.0, 62.0, 61.0],
+    ("cifar", "b"): [59.0, 61.5, 58.0, 60.5, 61.0, 59.5],  # about 0.5 points behind: open
+}
+
+
+def test_sequential_frame_replays_the_design_on_a_fixed_table():
+    from ablate import sequential as sq
+
+    results = _table(SEQ_POINTS)
+    frame = stats.sequential_frame(results, looks=[3, 6], spending="pocock", comparisons=2)
+    design = sq.make_design([3, 6], alpha=0.05, comparisons=2, spending="pocock", rope=0.1)
+    assert list(frame.columns) == list(stats.SEQUENTIAL_COLUMNS)
+    assert [tuple(r) for r in frame[["dataset", "decision", "look", "n", "boundary", "seeds_run"]].values] == [
+        ("digits", "A better", 1, 3, "upper", 6), ("cifar", "undecided", 2, 6, "", 6)]
+    cases = ((frame.iloc[0], "digits", 3, design.looks[0]), (frame.iloc[1], "cifar", 6, design.looks[1]))
+    for row, dataset, n, look in cases:
+        d = np.array(SEQ_POINTS[(dataset, "a")]) - np.array(SEQ_POINTS[(dataset, "b")])
+        x = d[:n]
+        half = look.t * x.std(ddof=1) / math.sqrt(n)  # mean(d) +/- c_k sd(d) / sqrt(n_k)
+        assert row["critical"] == pytest.approx(look.t)
+        assert (row["interval_low"], row["interval_high"]) == pytest.approx((x.mean() - half, x.mean() + half))
+        assert row["sd_diff"] == pytest.approx(d.std(ddof=1))  # over every seed run
+        assert row["rope"] == 0.1 and row["effect"] == pytest.approx(0.3) and row["effect_source"] == "3 x rope"
+        oc = sq.operating_characteristics(design, sd=d.std(ddof=1), effect=0.3)
+        assert (row["power"], row["fixed_seeds_same_power"]) == (oc.power, oc.fixed_seeds)
+    # the repeats loop's view after the first look: digits decided, cifar open, 3 more seeds
+    look = stats.sequential_look(results[results["seed"] < 3], looks=[3, 6], spending="pocock", comparisons=2)
+    assert not look.stop and look.next_seeds == 6 and look.batch == 3
+    assert look.decisions[("digits", "a", "b")] == sq.decide(
+        np.array(SEQ_POINTS[("digits", "a")][:3]) - np.array(SEQ_POINTS[("digits", "b")][:3]),
+        sq.make_design([3, 6], comparisons=2, spending="pocock", rope=0.1))
+
+
+def test_a_contrast_short_of_a_pair_is_judged_only_at_the_looks_it_reaches():
+    results = _table(SEQ_POINTS)
+    gone = results[~((results["dataset"] == "cifar") & (results["arm"] == "b") & (results["seed"] == 4))]
+    look = stats.sequential_look(gone, looks=[3, 6], spending="pocock", comparisons=2, n_seeds_done=6)
+    cifar = look.decisions[("cifar", "a", "b")]
+    assert (cifar.decision, cifar.look, cifar.n) == ("continue", 1, 3)  # 5 pairs: never judged at 6
+    assert look.stop and look.decisions[("digits", "a", "b")].decision == "A better"
+
+
+def test_mark_sequential_empties_the_fixed_sample_columns():
+    results = _table(SEQ_POINTS)
+    frame = stats.sequential_frame(results, looks=[3, 6], spending="pocock", comparisons=2, smallest_effect=1.0)
+    assert set(frame["effect_source"]) == {"smallest_effect"} and set(frame["effect"]) == {1.0}
+    marked = stats.mark_sequential(stats.compare(results), frame)
+    assert marked[list(stats.FIXED_ONLY_COLUMNS)].isna().all().all()
+    assert list(marked["verdict"]) == ["significant: a better (sequential, look 1)", "undecided after 6 seeds"]
+    unmarked = stats.compare(results)
+    kept = [c for c in stats.COMPARISON_COLUMNS if c not in stats.FIXED_ONLY_COLUMNS + ("verdict",)]
+    pd.testing.assert_frame_equal(marked[kept], unmarked[kept])
+
+
+def test_pooled_difference_sd_weights_each_rows_variance_by_its_degrees_of_freedom():
+    results = _table(SEQ_POINTS)
+    d1 = np.array(SEQ_POINTS[("digits", "a")]) - np.array(SEQ_POINTS[("digits", "b")])
+    d2 = np.array(SEQ_POINTS[("cifar", "a")][:4]) - np.array(SEQ_POINTS[("cifar", "b")][:4])
+    uneven = results[~((results["dataset"] == "cifar") & (results["seed"] >= 4))]
+    sd, rows, pairs = stats.pooled_difference_sd(uneven)
+    assert (rows, pairs) == (2, 10)
+    assert sd == pytest.approx(math.sqrt((5 * d1.var(ddof=1) + 3 * d2.var(ddof=1)) / 8))
+    assert math.isnan(stats.pooled_difference_sd(results[results["seed"] == 0])[0])

@@ -144,3 +144,38 @@ def test_repeats_killed_mid_trial_and_restarted_end_with_every_cell_once(tmp_pat
     assert sorted(complete) == sorted((c["arm"], c["dataset"], c["seed"]) for c in repeat_cells(cfg))
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [victim.number]
     assert len(trials) == len(complete) + 1
+
+
+def test_a_worker_killed_during_a_look_ends_with_exactly_the_planned_cells(tmp_path):
+    from tests.test_repeats import starved_study_text
+
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(starved_study_text("killlook", "storage: journal:///runs/killlook.journal\n"))
+    cfg = load_study(study_file)
+    paths = resolve_paths(cfg, study_file)
+    worker = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
+    try:
+        study = repeats_study(cfg, open_storage(paths.storage))
+        deadline = time.monotonic() + 600
+        victim = None
+        while victim is None and time.monotonic() < deadline:  # a cell of look 1 other than the first, mid-training
+            victim = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                           if t.number >= 1 and t.intermediate_values), None)
+            time.sleep(0.1)
+        assert victim is not None
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    again = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
+    try:
+        out, _ = again.communicate(timeout=900)
+    finally:
+        again.kill()
+    assert again.returncode == 0, out
+    trials = study.get_trials()
+    complete = [(t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
+    # the design stops at the first look: each of its cells once, no cell of a later look
+    assert sorted(complete) == [(arm, seed) for arm in ("good", "starved") for seed in range(3)]
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [victim.number]
+    assert len(trials) == len(complete) + 1
+    assert all(t.user_attrs["look"] == 1 for t in trials)
