@@ -131,6 +131,7 @@ class BenchOptions:
     fuse_model: str = "single"
     precision: str = "auto"
     compile_modes: tuple[str, ...] | None = None  # for the fused step; None: by device
+    compare_precision: bool = False  # also time the single head's ablate loop at the other precision
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ class BenchResult:
     optuna: tuple[OptunaCost, ...] = field(default_factory=tuple)
     fused: FusedRates | None = None
     precision: str = "fp32"  # resolved: fp32 or bf16
+    other_precision: tuple[str, float] | None = None  # (precision, single-head ablate loop img/s)
 
     def summary(self, rates: dict[str, LoopRates] | None = None) -> dict[str, float]:
         """The judged ratios; step-time ratios of DueHeadNet to single-head use ablate's loop.
@@ -249,6 +251,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
                         help="every loop's precision, as train.precision: bf16 is autocast + channels_last; "
                              "auto is bf16 on CUDA and on CPUs with native bf16, else fp32 (default auto)")
+    parser.add_argument("--compare-precision", action="store_true",
+                        help="also time the single head's ablate loop at the other precision (fp32 <-> bf16), "
+                             "interleaved in the same rounds: is train.precision: auto right on this machine?")
     parser.add_argument("--compile-modes", nargs="+", default=None, metavar="MODE",
                         help="torch.compile modes of the fused step with --fuse and --compile "
                              "(default: default on the CPU; default and reduce-overhead on CUDA)")
@@ -289,6 +294,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         fuse_model=getattr(args, "fuse_model", d.fuse_model),
         precision=getattr(args, "precision", d.precision),
         compile_modes=tuple(args.compile_modes) if getattr(args, "compile_modes", None) else None,
+        compare_precision=bool(getattr(args, "compare_precision", False)),
     )
     minimum = {"--image-size": (opts.image_size, 8), "--batch-size": (opts.batch_size, 2),
                "--steps": (opts.steps, 1), "--block-steps": (opts.block_steps, 1), "--warmup": (opts.warmup, 0),
@@ -339,18 +345,18 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] | None = None) -> B
         f"{rounds} rounds of {opts.block_steps} steps after {opts.warmup} warm-up steps, "
         f"{len(opts.models)} models x 2 loops, {precision}" + (f", {opts.fuse} seeds fused" if opts.fuse else ""))
 
-    rates, data_ips, fused = _measure_loops(opts, device, precision, compiled=False)
+    rates, data_ips, fused, other = _measure_loops(opts, device, precision, compiled=False)
     compiled = None
     if opts.compile:
         log("bench: torch.compile'd models")
-        compiled, _, _ = _measure_loops(opts, device, precision, compiled=True)
+        compiled, _, _, _ = _measure_loops(opts, device, precision, compiled=True)
     costs: tuple[OptunaCost, ...] = ()
     if not opts.skip_optuna:
         log(f"bench: Optuna overhead at {', '.join(map(str, opts.optuna_sizes))} trials")
         with tempfile.TemporaryDirectory(prefix="ablate-bench-") as tmp:
             costs = tuple(optuna_trial_cost(n, opts.optuna_trials, Path(tmp), seed=opts.seed)
                           for n in opts.optuna_sizes)
-    return BenchResult(opts, _environment(device, precision), rates, data_ips, compiled, costs, fused, precision)
+    return BenchResult(opts, _environment(device, precision), rates, data_ips, compiled, costs, fused, precision, other)
 
 
 def _set_threads(cores: int) -> None:
@@ -379,10 +385,11 @@ class _Subject:
     constraint: ConstraintConfig | None
 
 
-def _measure_loops(opts: BenchOptions, device: torch.device, precision: str, *,
-                   compiled: bool) -> tuple[dict[str, LoopRates], float, FusedRates | None]:
+def _measure_loops(opts: BenchOptions, device: torch.device, precision: str, *, compiled: bool
+                   ) -> tuple[dict[str, LoopRates], float, FusedRates | None, tuple[str, float] | None]:
     """({model name: LoopRates}, images per second of batch production, the fused seeds unless
-    ``compiled`` or no ``--fuse``), all blocks interleaved."""
+    ``compiled`` or no ``--fuse``, the single head at the other precision with
+    ``--compare-precision``), all blocks interleaved."""
     import torch
 
     from ablate.config import ConstraintConfig, DatasetConfig, ModelConfig, RunConfig, TrainConfig
@@ -397,7 +404,7 @@ def _measure_loops(opts: BenchOptions, device: torch.device, precision: str, *,
     autocast = precision_context(precision, device)
     channels_last = precision == "bf16"
     b, s = opts.batch_size, opts.image_size
-    cfg = RunConfig(dataset=DatasetConfig(image_size=s), train=TrainConfig(batch_size=b))
+    cfg = RunConfig(dataset=DatasetConfig(image_size=s), train=TrainConfig(batch_size=b, precision=precision))
     gen = torch.Generator().manual_seed(opts.seed)
     images = torch.randint(0, 256, (b * opts.block_steps, 3, s, s), dtype=torch.uint8, generator=gen)  # (N, 3, S, S)
     labels = torch.randint(0, 10, (b * opts.block_steps,), generator=gen)
@@ -424,6 +431,17 @@ def _measure_loops(opts: BenchOptions, device: torch.device, precision: str, *,
                                              autocast)
         blocks[f"{sub.name}/bare"] = partial(_bare_steps, sub, x, y, opts.block_steps, autocast)
     blocks["data"] = partial(_produce_batches, data, b, gen, cfg.dataset.augment, on_cuda)
+    other = "fp32" if precision == "bf16" else "bf16"
+    if opts.compare_precision and not compiled:
+        # the same single-head loop at the other precision, a model and optimizer of its own
+        other_cfg = RunConfig(dataset=cfg.dataset, train=TrainConfig(batch_size=b, precision=other))
+        torch.manual_seed(opts.seed)
+        model = build_model(ModelConfig(backbone=opts.backbone, kind="single"), num_classes=10, image_size=s).to(device)
+        if other == "bf16" or on_cuda:
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        blocks[f"single/ours@{other}"] = partial(train_epoch, model, opt, data, other_cfg, gen, None,
+                                                 precision_context(other, device))
     fused_modes = ((None,) + (opts.compile_modes if opts.compile else ())) if opts.fuse and not compiled else ()
     for mode in fused_modes:
         blocks[f"fused/{mode or 'eager'}"] = _fused_block(opts, cfg, data, device, autocast, channels_last, mode)
@@ -452,7 +470,8 @@ def _measure_loops(opts: BenchOptions, device: torch.device, precision: str, *,
             m: CompiledFused(opts.fuse * ips[f"fused/{m}"], first_call[f"fused/{m}"] - per_block[m],
                              skips.get(f"fused/{m}", 0), replays.get(f"fused/{m}") if on_cuda else None)
             for m in fused_modes[1:]})
-    return rates, ips["data"], fused
+    other_rate = (other, ips[f"single/ours@{other}"]) if f"single/ours@{other}" in ips else None
+    return rates, ips["data"], fused, other_rate
 
 
 def _fused_block(opts: BenchOptions, cfg, data: DeviceImages, device: torch.device, autocast, channels_last: bool,
@@ -776,6 +795,7 @@ def bench_json(result: BenchResult) -> dict[str, Any]:
                     for k, (op, bound) in TARGETS.items() if k in judged},
         "models": list(opts.models),
         **_fused_json(result),
+        **_precision_json(result),
         "compile": opts.compile,
         "compiled": None,
         "optuna_seconds_per_trial": None,
@@ -798,6 +818,14 @@ def bench_json(result: BenchResult) -> dict[str, Any]:
                                              "tell": c.tell} for c in result.optuna},
         }
     return out
+
+
+def _precision_json(result: BenchResult) -> dict[str, Any]:
+    """``--compare-precision``: the single head's ablate loop at fp32 and at bf16, same rounds."""
+    if result.other_precision is None or "single" not in result.rates:
+        return {"precision_compare": None}
+    rates = {result.precision: result.rates["single"].ours, result.other_precision[0]: result.other_precision[1]}
+    return {"precision_compare": {"images_per_second": rates, "bf16_over_fp32": rates["bf16"] / rates["fp32"]}}
 
 
 def _fused_json(result: BenchResult) -> dict[str, Any]:
@@ -873,6 +901,12 @@ def bench_table(result: BenchResult) -> Table:
             graphs = "" if c["graphs_replayed"] is None else f", CUDA graphs {'replayed' if c['graphs_replayed'] else 'NOT replayed'}"
             table.add_row(f"  compiled ({mode}): fused / one seed alone",
                           f"{c['over_single']:.4f} (compile {c['compile_seconds']:.0f} s{graphs})")
+    compare = _precision_json(result)["precision_compare"]
+    if compare is not None:
+        table.add_section()
+        for name, rate in compare["images_per_second"].items():
+            table.add_row(f"single-head ablate loop at {name}", f"{rate:,.1f} img/s")
+        table.add_row("  bf16 / fp32 (same rounds)", f"{compare['bf16_over_fp32']:.4f}")
     if result.compiled is not None:
         table.add_section()
         loops(result.compiled, "compiled ")

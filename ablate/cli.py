@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--effect", default=None, metavar="POINTS",
                       help="difference to find, points (default: repeats.smallest_effect, else 3 x rope)")
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    _add_storage(plan)
     plan.set_defaults(func=cmd_plan)
 
     dash = sub.add_parser("dashboard", help="start optuna-dashboard on a study's storage")
@@ -338,7 +339,7 @@ def _points(text: str | None, option: str) -> float | None:
     return value
 
 
-def _earlier_sd(cfg, study_file: Path) -> tuple[float, str] | None:
+def _earlier_sd(cfg, study_file: Path, storage: str | None = None) -> tuple[float, str] | None:
     """The sd of paired differences from the study's own earlier repeats, and where it came from.
 
     Pooled over every contrast x data set (``ablate.stats.pooled_difference_sd``: the
@@ -348,7 +349,7 @@ def _earlier_sd(cfg, study_file: Path) -> tuple[float, str] | None:
     from ablate.stats import pooled_difference_sd
     from ablate.study import earlier_results, resolve_paths
 
-    results = earlier_results(cfg, resolve_paths(cfg, study_file))
+    results = earlier_results(cfg, resolve_paths(cfg, study_file, storage_override=storage))
     if results is None:
         return None
     sd, rows, pairs = pooled_difference_sd(results, cfg.repeats.contrasts)
@@ -358,14 +359,14 @@ def _earlier_sd(cfg, study_file: Path) -> tuple[float, str] | None:
                 f"{pairs} paired seeds")
 
 
-def _default_rope(cfg, study_file: Path) -> tuple[float, str]:
+def _default_rope(cfg, study_file: Path, storage: str | None = None) -> tuple[float, str]:
     """``repeats.rope``, else one test image of the earlier repeats (at least 0.1), else 0.1."""
     from ablate.stats import default_rope
     from ablate.study import earlier_results, resolve_paths
 
     if cfg.repeats.rope is not None:
         return float(cfg.repeats.rope), "repeats.rope"
-    results = earlier_results(cfg, resolve_paths(cfg, study_file))
+    results = earlier_results(cfg, resolve_paths(cfg, study_file, storage_override=storage))
     n_test = results["n_test"].dropna() if results is not None else []
     if len(n_test):
         median = float(n_test.median())
@@ -373,7 +374,8 @@ def _default_rope(cfg, study_file: Path) -> tuple[float, str]:
     return default_rope(None), "0.1, the smallest default ROPE (no repeats yet to count test images; set repeats.rope)"
 
 
-def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None) -> dict[str, Any]:
+def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None,
+          storage: str | None = None) -> dict[str, Any]:
     from ablate.sequential import make_design, operating_characteristics
     from ablate.stats import default_contrasts
 
@@ -382,12 +384,12 @@ def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None)
     datasets = rep.datasets or [cfg.dataset.name]
     sd, sd_source = sd_arg, "--sd"
     if sd is None:
-        earlier = _earlier_sd(cfg, study_file)
+        earlier = _earlier_sd(cfg, study_file, storage)
         if earlier is not None:
             sd, sd_source = earlier
     if sd is None:
         sd, sd_source = 1.0, "assumed: no --sd and no earlier repeats to read"
-    rope, rope_source = _default_rope(cfg, study_file)
+    rope, rope_source = _default_rope(cfg, study_file, storage)
     effect, effect_source = effect_arg, "--effect"
     if effect is None and getattr(rep, "smallest_effect", None) is not None:
         effect, effect_source = float(rep.smallest_effect), "repeats.smallest_effect"
@@ -437,7 +439,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cfg = load_study(args.study)
     if cfg.repeats is None:
         raise ConfigError(f"{args.study}: the study file has no 'repeats' section, so there is nothing to plan")
-    plan = _plan(cfg, args.study, sd, effect)
+    plan = _plan(cfg, args.study, sd, effect, _storage_override(args))
     if args.json:
         print(json.dumps(plan, indent=2))
     else:

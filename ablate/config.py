@@ -276,6 +276,9 @@ class RepeatsConfig(_Frozen):
     smallest_effect: float | None = Field(None, gt=0.0)  # points; sizes seeds_for_smallest_effect
     still_rising: float = Field(2.0, ge=0.0)  # points of validation gain over the last quarter
     max_retries: int = Field(2, ge=0)
+    # Seeds of one arm trained as one fused (vmapped) model: None is 1 on the CPU, where 4 fused
+    # seeds ran at 0.80x one seed alone, and 4 on CUDA, where steps are launch-bound.
+    fuse: int | None = Field(None, ge=1)
 
     @field_validator("seeds", mode="before")
     @classmethod

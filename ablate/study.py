@@ -66,6 +66,7 @@ __all__ = [
     "earlier_results",
     "repeat_config",
     "cell_settings",
+    "fuse_count",
     "collect_results",
     "requeue_dead_trials",
     "provenance",
@@ -488,15 +489,8 @@ def _suggest(trial: optuna.Trial, base: RunConfig, space: dict[str, Dimension]) 
     return chosen
 
 
-def _run_trial(
-    trial: optuna.Trial,
-    run_cfg: RunConfig,
-    paths: StudyPaths,
-    events: Events,
-    study_label: str,
-    prune: bool,
-) -> float:
-    """Train one config inside an Optuna trial; store everything a user needs beside the number."""
+def _start_trial(trial: optuna.Trial, run_cfg: RunConfig, events: Events, study_label: str) -> RunConfig:
+    """Store the resolved config beside the trial before it trains; returns that config."""
     import torch
 
     if run_cfg.train.precision == "auto":  # a search trial: resolved by the worker that runs it
@@ -508,7 +502,11 @@ def _run_trial(
     trial.set_user_attr("arm_kind", run_cfg.model.arm)
     trial.set_user_attr("versions", {"ablate": ablate.__version__, "torch": torch.__version__, "timm": _timm_version()})
     events.trial_started(study_label, trial.number, dict(trial.params))
+    return run_cfg
 
+
+def _epoch_reporter(trial: optuna.Trial, run_cfg: RunConfig, events: Events, study_label: str,
+                    prune: bool) -> Callable[[EpochStats], None]:
     def on_epoch(stats: EpochStats) -> None:
         events.epoch_done(study_label, trial.number, stats, run_cfg.train.epochs)
         trial.report(stats.val_accuracy, stats.epoch)
@@ -516,24 +514,75 @@ def _run_trial(
             trial.set_user_attr("pruned_reason", f"median rule after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
             raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
 
-    try:
-        result = train_run(run_cfg, base=paths.base, cache_dir=paths.checkpoints, on_epoch=on_epoch,
-                           log=events.message)
-    except KeyboardInterrupt:
+    return on_epoch
+
+
+def _failure(trial: optuna.Trial, exc: BaseException) -> BaseException:
+    """Record why a trial's training stopped; returns the exception to raise for it."""
+    import torch
+
+    if isinstance(exc, KeyboardInterrupt):
         trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-        raise
-    except TrainingError as exc:
-        trial.set_user_attr("fail_reason", str(exc))
-        raise
-    except torch.OutOfMemoryError as exc:
+    elif isinstance(exc, torch.OutOfMemoryError):
         trial.set_user_attr("fail_reason", f"out of memory: {str(exc).splitlines()[0]}")
-        raise TrainingError(f"trial {trial.number}: out of memory") from None
-    except AblateError as exc:
+        return TrainingError(f"trial {trial.number}: out of memory")
+    elif isinstance(exc, AblateError):
         trial.set_user_attr("fail_reason", str(exc))
-        raise
+    return exc
+
+
+def _run_trial(
+    trial: optuna.Trial,
+    run_cfg: RunConfig,
+    paths: StudyPaths,
+    events: Events,
+    study_label: str,
+    prune: bool,
+) -> float:
+    """Train one config inside an Optuna trial; store everything a user needs beside the number."""
+    run_cfg = _start_trial(trial, run_cfg, events, study_label)
+    try:
+        result = train_run(run_cfg, base=paths.base, cache_dir=paths.checkpoints,
+                           on_epoch=_epoch_reporter(trial, run_cfg, events, study_label, prune), log=events.message)
+    except (KeyboardInterrupt, Exception) as exc:
+        raised = _failure(trial, exc)
+        if raised is exc:
+            raise
+        raise raised from None
     _record(trial, result)
     _upload_curve(trial, result, paths)
     return result.val_accuracy
+
+
+def _run_fused_trials(trials: list[optuna.Trial], run_cfgs: list[RunConfig], paths: StudyPaths, events: Events,
+                      study_label: str) -> list[float | BaseException]:
+    """Train K cells that differ only in seed as one fused model (``ablate.fused.train_fused``).
+
+    Each cell stays its own trial with its own curves, attributes and artifact; a seed that
+    fails (NaN loss) fails alone. Returns, per trial, its value or the exception that ended it.
+    """
+    from ablate.fused import train_fused
+
+    run_cfgs = [_start_trial(t, c, events, study_label) for t, c in zip(trials, run_cfgs)]
+    reporters = [_epoch_reporter(t, c, events, study_label, prune=False) for t, c in zip(trials, run_cfgs)]
+    try:
+        outcomes = train_fused(run_cfgs, base=paths.base, cache_dir=paths.checkpoints, on_epoch=reporters,
+                               log=events.message)
+    except (KeyboardInterrupt, Exception) as exc:
+        for t in trials:
+            raised = _failure(t, exc)
+        if raised is exc:
+            raise
+        raise raised from None
+    values: list[float | BaseException] = []
+    for trial, outcome in zip(trials, outcomes):
+        if isinstance(outcome, BaseException):
+            values.append(_failure(trial, outcome))
+            continue
+        _record(trial, outcome)
+        _upload_curve(trial, outcome, paths)
+        values.append(outcome.val_accuracy)
+    return values
 
 
 def _timm_version() -> str:
@@ -576,63 +625,105 @@ def _upload_curve(trial: optuna.Trial, result: TrialResult, paths: StudyPaths) -
                         study_or_trial=trial, mimetype="image/png")
 
 
-def _claim(study: optuna.Study, paths: StudyPaths, want: int, *, only_waiting: bool,
-           max_retry: int) -> optuna.Trial | None | bool:
-    """Under the study's lock: a trial to run, None to wait for others, False when all is done."""
+def _claim(study: optuna.Study, paths: StudyPaths, want: int, *, only_waiting: bool, max_retry: int,
+           group: Callable[[FrozenTrial], int] | None = None) -> list[optuna.Trial] | None | bool:
+    """Under the study's lock: trials to run, None to wait for others, False when all is done.
+
+    One trial, or with ``group`` (the fused repeats) up to ``group(first)`` WAITING trials in a
+    row that hold the same arm and data set as the first: Optuna hands out WAITING trials in
+    the order they were enqueued, so asking that many times under the lock claims exactly them.
+    """
     with _claim_lock(_optuna.storage_of(study), paths.storage, study.study_name):
         requeue_dead_trials(study, paths.storage, max_retry)
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in FINISHED for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        waiting = sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number)
         if done >= want:
             return False
-        if waiting == 0 and (only_waiting or done + running >= want):
+        if not waiting and (only_waiting or done + running >= want):
             return None if running else False
-        trial = study.ask()
-        _pause_in_claim_for_tests(study)
-        # First beat, then the tag, both before the lock is let go: see _half_claimed.
-        _optuna.record_heartbeat(study, trial)
-        _optuna.storage_of(study).set_trial_system_attr(_optuna.trial_id(trial), "ablate:worker",
-                                                        {**_worker_id(), "trial": trial.number})
-        return trial
+        count = 1
+        if group is not None and waiting:
+            first, limit = _cell_key(waiting[0])[:2], group(waiting[0])
+            while count < min(limit, len(waiting)) and _cell_key(waiting[count])[:2] == first:
+                count += 1
+        claimed = []
+        for _ in range(count):
+            trial = study.ask()
+            _pause_in_claim_for_tests(study)
+            # First beat, then the tag, both before the lock is let go: see _half_claimed.
+            _optuna.record_heartbeat(study, trial)
+            _optuna.storage_of(study).set_trial_system_attr(_optuna.trial_id(trial), "ablate:worker",
+                                                            {**_worker_id(), "trial": trial.number})
+            claimed.append(trial)
+        return claimed
 
 
 def _work(study: optuna.Study, paths: StudyPaths, want: int, objective: Callable[[optuna.Trial], float],
           events: Events, *, only_waiting: bool, max_retry: int, max_trials: int | None = None,
-          label: str = "") -> int:
-    """Claim and run trials until the study holds ``want`` finished trials. Returns how many ran here."""
+          label: str = "", fused: Callable[[list[optuna.Trial]], list[float | BaseException]] | None = None,
+          group: Callable[[FrozenTrial], int] | None = None) -> int:
+    """Claim and run trials until the study holds ``want`` finished trials. Returns how many ran here.
+
+    With ``fused`` and ``group``, claimed groups of more than one trial train together.
+    """
     ran = 0
     while max_trials is None or ran < max_trials:
-        claimed = _claim(study, paths, want, only_waiting=only_waiting, max_retry=max_retry)
+        claimed = _claim(study, paths, want, only_waiting=only_waiting, max_retry=max_retry, group=group)
         if claimed is False:
             break
         if claimed is None:
             time.sleep(POLL_SECONDS)
             continue
-        trial = claimed
-        ran += 1
-        try:
+        ran += len(claimed)
+        with contextlib.ExitStack() as beats:
             # Optuna's optimize() beats the heart of its trials the same way; we ask() ourselves
-            # (to count and claim under a lock), so we start the beat ourselves.
-            with _optuna.heartbeat(study, trial):
-                value = objective(trial)
-        except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-        except (TrainingError,) as exc:
-            study.tell(trial, state=TrialState.FAIL)
-            events.message(f"trial {trial.number} failed: {exc}")
-            failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-            if failed >= 2 * max(want, 1):
-                raise TrainingError(f"study {study.study_name}: {failed} trials failed, twice the "
-                                    f"{want} asked for; stopping (see each trial's fail_reason)") from None
-        except BaseException:
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-        else:
-            study.tell(trial, value)
-        events.trial_finished(label or study.study_name, _optuna.storage_of(study).get_trial(_optuna.trial_id(trial)))
+            # (to count and claim under a lock), so we start the beats ourselves.
+            for trial in claimed:
+                beats.enter_context(_optuna.heartbeat(study, trial))
+            if len(claimed) == 1:
+                try:
+                    outcomes: list[float | BaseException] = [objective(claimed[0])]
+                except optuna.TrialPruned as exc:
+                    outcomes = [exc]
+                except TrainingError as exc:
+                    outcomes = [exc]
+                except BaseException:
+                    study.tell(claimed[0], state=TrialState.FAIL)
+                    raise
+            else:
+                assert fused is not None
+                try:
+                    outcomes = fused(claimed)
+                except BaseException:
+                    for trial in claimed:
+                        study.tell(trial, state=TrialState.FAIL)
+                    raise
+        for trial, outcome in zip(claimed, outcomes):
+            _tell(study, trial, outcome, want, events)
+            events.trial_finished(label or study.study_name,
+                                  _optuna.storage_of(study).get_trial(_optuna.trial_id(trial)))
     return ran
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: float | BaseException, want: int, events: Events) -> None:
+    """Finish a trial by what its training ended with: a value, pruning, or a failure that is
+    the trial's own fault (the study goes on until twice the trials asked for have failed)."""
+    if isinstance(outcome, optuna.TrialPruned):
+        study.tell(trial, state=TrialState.PRUNED)
+    elif isinstance(outcome, TrainingError):
+        study.tell(trial, state=TrialState.FAIL)
+        events.message(f"trial {trial.number} failed: {outcome}")
+        failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        if failed >= 2 * max(want, 1):
+            raise TrainingError(f"study {study.study_name}: {failed} trials failed, twice the "
+                                f"{want} asked for; stopping (see each trial's fail_reason)") from None
+    elif isinstance(outcome, BaseException):
+        study.tell(trial, state=TrialState.FAIL)
+        raise outcome
+    else:
+        study.tell(trial, outcome)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -896,7 +987,11 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths,
                 decided[arm] = {k: t.user_attrs[k] for k in _CELL_ATTRS if k in t.user_attrs}
         cells = repeat_cells(cfg, repeats_progress(cfg, trials).seeds)
         given_up = []
-        for cell in cells:
+        order = cells
+        if fuse_count(cfg) > 1:  # an arm's seeds in a row, so that a worker can claim K of them together
+            arms = list(dict.fromkeys(c["arm"] for c in cells))
+            order = sorted(cells, key=lambda c: (c["dataset"], arms.index(c["arm"]), c["seed"]))
+        for cell in order:
             key = _cell_key(cell)
             if key in live:
                 continue
@@ -907,6 +1002,16 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths,
                 decided[cell["arm"]] = cell_settings(cfg, paths, cell["arm"])
             study.enqueue_trial(cell, user_attrs={**decided[cell["arm"]], "look": look_of(cfg, cell["seed"])})
         return cells, given_up
+
+
+def fuse_count(cfg: StudyConfig) -> int:
+    """How many seeds of one arm a repeats worker trains as one fused model: ``repeats.fuse``,
+    else 4 on CUDA (launch-bound steps; HFTA) and 1 on the CPU (4 fused seeds ran at 0.80x one
+    seed alone on the 2-core development machine: ``ablate bench --fuse 4``)."""
+    assert cfg.repeats is not None
+    if cfg.repeats.fuse is not None:
+        return cfg.repeats.fuse
+    return 4 if resolve_device(cfg.train.device).type == "cuda" else 1
 
 
 def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None,
@@ -942,12 +1047,30 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
         trial.set_user_attr("arm", cell["arm"])
         return _run_trial(trial, run_cfg, paths, events, f"{cfg.name}:repeats", prune=False)
 
+    def fused(trials: list[optuna.Trial]) -> list[float | BaseException]:
+        run_cfgs = []
+        for trial in trials:
+            cell = {"arm": trial.suggest_categorical("arm", arms),
+                    "dataset": trial.suggest_categorical("dataset", datasets),
+                    "seed": trial.suggest_categorical("seed", seeds)}
+            trial.set_user_attr("arm", cell["arm"])
+            run_cfgs.append(repeat_config(cfg, trial.user_attrs, cell))
+        return _run_fused_trials(trials, run_cfgs, paths, events, f"{cfg.name}:repeats")
+
+    k = fuse_count(cfg)
+    kinds = {a: with_overrides(cfg.run, arm_overrides(cfg, a)).model.kind for a in arms}
+
+    def group(first: FrozenTrial) -> int:
+        # an ensemble trains its two members one after the other: it does not fuse
+        return 1 if kinds.get(_cell_key(first)[0]) == "ensemble" else k
+
     planned = None
     while True:
         cells, given_up = _enqueue_missing(study, cfg, paths, cfg.repeats.max_retries)
         # Waits while others run cells of this look; returns once all of them are finished.
         ran = _work(study, paths, len(cells) - len(given_up), objective, events, only_waiting=True,
-                    max_retry=cfg.repeats.max_retries, max_trials=max_trials, label="repeats")
+                    max_retry=cfg.repeats.max_retries, max_trials=max_trials, label="repeats",
+                    fused=fused if k > 1 else None, group=group if k > 1 else None)
         if max_trials is not None:
             break
         if ran == 0 and (len(cells), len(given_up)) == planned:

@@ -175,3 +175,19 @@ def test_fused_figures_from_known_rates():
     console.print(bench_table(result))
     text = console.export_text()
     assert "4 seeds fused" in text and "3.0000" in text and "CUDA graphs NOT replayed" in text
+
+
+def test_compare_precision_times_the_other_precision_in_the_same_rounds(capsys):
+    argv = TINY + ["--skip-optuna", "--models", "single", "--precision", "fp32", "--compare-precision"]
+    assert main(_parse(argv)) == 0
+    out = json.loads(capsys.readouterr().out)
+    compare = out["precision_compare"]
+    assert set(compare["images_per_second"]) == {"fp32", "bf16"}
+    assert compare["images_per_second"]["fp32"] == out["images_per_second"]["single"]["ours"]
+    rates = compare["images_per_second"]
+    assert compare["bf16_over_fp32"] == pytest.approx(rates["bf16"] / rates["fp32"], rel=1e-12)
+
+
+def test_without_compare_precision_the_key_is_empty():
+    out = bench_json(_known_result(single=LoopRates(ours=180.0, bare=200.0)))
+    assert out["precision_compare"] is None

@@ -398,3 +398,28 @@ def test_earlier_sd_is_none_without_repeats_and_creates_nothing(write_study, tmp
     path = write_study(starved_study_text("fresh"))
     assert _earlier_sd(load_study(path), path) is None
     assert not (tmp_path / "runs").exists()
+
+
+FUSED = ("repeats:\n  seeds: 2\n  params: fixed\n  fuse: 2\n  max_retries: 1\n"
+         "  arms: {fmce: {model.kind: dual, model.constraint.on: true}, single: {model.kind: single}, "
+         "ensemble: {control: ensemble}}\n")
+
+
+def test_fused_repeats_keep_one_trial_and_one_record_per_seed(write_study):
+    path = write_study(tiny_study_text(name="fused", n_trials=0, init="stage1", extra=FUSED))
+    cfg = load_study(path)
+    paths = resolve_paths(cfg, path)
+    run_repeats(cfg, paths)
+    trials = repeats_study(cfg, open_storage(paths.storage)).get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    by_cell = {(t.params["arm"], t.params["seed"]): t for t in trials}
+    for arm in ("fmce", "single"):  # two seeds of the arm trained as one fused model
+        pair = [by_cell[(arm, seed)] for seed in (0, 1)]
+        fused = [t.user_attrs["extras"]["fused"] for t in pair]
+        assert [f["k"] for f in fused] == [2, 2] and sorted(f["index"] for f in fused) == [0, 1]
+        assert [t.user_attrs["seed"] for t in pair] == [0, 1]
+        assert [t.user_attrs["config"]["train"]["seed"] for t in pair] == [0, 1]
+        assert all(len(t.user_attrs["curves"]) == 1 and t.intermediate_values == {1: t.value} for t in pair)
+        assert pair[0].user_attrs["curves"] != pair[1].user_attrs["curves"]  # each seed its own run
+    assert all("fused" not in by_cell[("ensemble", s)].user_attrs.get("extras", {}) for s in (0, 1))
+    assert by_cell[("fmce", 0)].user_attrs["train_images"] == 2 * by_cell[("single", 0)].user_attrs["train_images"]

@@ -179,3 +179,37 @@ def test_a_worker_killed_during_a_look_ends_with_exactly_the_planned_cells(tmp_p
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [victim.number]
     assert len(trials) == len(complete) + 1
     assert all(t.user_attrs["look"] == 1 for t in trials)
+
+
+def test_a_killed_fused_worker_requeues_all_its_seeds_and_runs_each_once(tmp_path):
+    study_file = tmp_path / "study.yaml"
+    extra = ("repeats:\n  seeds: 2\n  params: fixed\n  fuse: 2\n  max_retries: 1\n"
+             "  arms: {single: {model.kind: single}, nfmce: {model.kind: dual, model.constraint.on: false}}\n"
+             "storage: journal:///runs/fusedkill.journal\n")
+    study_file.write_text(tiny_study_text(name="fusedkill", n_trials=0, epochs=4, extra=extra))
+    cfg = load_study(study_file)
+    paths = resolve_paths(cfg, study_file)
+    worker = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
+    try:
+        study = repeats_study(cfg, open_storage(paths.storage))
+        deadline = time.monotonic() + 600
+        group = []
+        while len(group) < 2 and time.monotonic() < deadline:  # a fused pair, mid-training
+            group = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.intermediate_values]
+            time.sleep(0.1)
+        assert len(group) == 2, "the worker never ran two fused seeds at once"
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    again = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
+    try:
+        out, _ = again.communicate(timeout=900)
+    finally:
+        again.kill()
+    assert again.returncode == 0, out
+    trials = study.get_trials()
+    complete = sorted((t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE)
+    assert complete == [("nfmce", 0), ("nfmce", 1), ("single", 0), ("single", 1)]
+    failed = sorted(t.number for t in trials if t.state == TrialState.FAIL)
+    assert failed == sorted(t.number for t in group)  # both seeds of the killed group, nothing else
+    assert len(trials) == len(complete) + 2
