@@ -36,6 +36,30 @@ def _ablate(args, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _kill_when(worker: subprocess.Popen, find, timeout: float = 600.0):
+    """SIGKILL ``worker`` as soon as ``find()`` returns something (or at the timeout); returns it."""
+    found = None
+    deadline = time.monotonic() + timeout
+    try:
+        while found is None and time.monotonic() < deadline:
+            found = find()
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    return found
+
+
+def _repeats_again(study_file: Path, cwd: Path) -> None:
+    """A fresh worker runs the repeats to the end; it must succeed."""
+    again = _ablate(["run", str(study_file), "--phase", "repeats"], cwd)
+    try:
+        out, _ = again.communicate(timeout=900)
+    finally:
+        again.kill()
+    assert again.returncode == 0, out
+
+
 def _children(pid: int) -> set[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
@@ -153,25 +177,13 @@ def test_a_worker_killed_during_a_look_ends_with_exactly_the_planned_cells(tmp_p
     study_file.write_text(starved_study_text("killlook", "storage: journal:///runs/killlook.journal\n"))
     cfg = load_study(study_file)
     paths = resolve_paths(cfg, study_file)
+    study = repeats_study(cfg, open_storage(paths.storage))
     worker = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
-    try:
-        study = repeats_study(cfg, open_storage(paths.storage))
-        deadline = time.monotonic() + 600
-        victim = None
-        while victim is None and time.monotonic() < deadline:  # a cell of look 1 other than the first, mid-training
-            victim = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                           if t.number >= 1 and t.intermediate_values), None)
-            time.sleep(0.1)
-        assert victim is not None
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-    again = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
-    try:
-        out, _ = again.communicate(timeout=900)
-    finally:
-        again.kill()
-    assert again.returncode == 0, out
+    victim = _kill_when(worker, lambda: next(  # a cell of look 1 other than the first, mid-training
+        (t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number >= 1 and t.intermediate_values),
+        None))
+    assert victim is not None
+    _repeats_again(study_file, tmp_path)
     trials = study.get_trials()
     complete = [(t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
     # the design stops at the first look: each of its cells once, no cell of a later look
@@ -189,24 +201,16 @@ def test_a_killed_fused_worker_requeues_all_its_seeds_and_runs_each_once(tmp_pat
     study_file.write_text(tiny_study_text(name="fusedkill", n_trials=0, epochs=4, extra=extra))
     cfg = load_study(study_file)
     paths = resolve_paths(cfg, study_file)
+    study = repeats_study(cfg, open_storage(paths.storage))
     worker = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
-    try:
-        study = repeats_study(cfg, open_storage(paths.storage))
-        deadline = time.monotonic() + 600
-        group = []
-        while len(group) < 2 and time.monotonic() < deadline:  # a fused pair, mid-training
-            group = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.intermediate_values]
-            time.sleep(0.1)
-        assert len(group) == 2, "the worker never ran two fused seeds at once"
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-    again = _ablate(["run", str(study_file), "--phase", "repeats"], tmp_path)
-    try:
-        out, _ = again.communicate(timeout=900)
-    finally:
-        again.kill()
-    assert again.returncode == 0, out
+
+    def fused_pair_mid_training():
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.intermediate_values]
+        return running if len(running) >= 2 else None
+
+    group = _kill_when(worker, fused_pair_mid_training)
+    assert group is not None and len(group) == 2, "the worker never ran two fused seeds at once"
+    _repeats_again(study_file, tmp_path)
     trials = study.get_trials()
     complete = sorted((t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE)
     assert complete == [("nfmce", 0), ("nfmce", 1), ("single", 0), ("single", 1)]
