@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["EpochStats", "TrialResult"]
+__all__ = ["EpochStats", "TrialResult", "late_gain"]
+
+
+def late_gain(values: list[float], members: int = 1) -> float:
+    """Validation accuracy at the last epoch minus at epoch E - max(1, E // 4), E epochs a run.
+
+    A run still climbing over the last quarter of its epochs was stopped too early. With
+    ``members`` runs trained one after the other (an ensemble's curves are its members' in a
+    row), the largest gain of any member's own last quarter. NaN with a single epoch.
+    """
+    if members > 1 and len(values) % members == 0 and values:
+        size = len(values) // members
+        gains = [late_gain(values[i * size:(i + 1) * size]) for i in range(members)]
+        return max(gains)
+    k = max(1, len(values) // 4)
+    return values[-1] - values[-1 - k] if len(values) > k else float("nan")
 
 
 @dataclass(frozen=True)
@@ -42,11 +57,9 @@ class TrialResult:
 
     @property
     def val_gain_last_quarter(self) -> float:
-        """Validation accuracy at the last epoch minus at epoch E - max(1, E // 4): a run
-        still climbing here was stopped too early. NaN with a single epoch."""
-        values = [e.val_accuracy for e in self.curves]
-        k = max(1, len(values) // 4)
-        return values[-1] - values[-1 - k] if len(values) > k else float("nan")
+        """:func:`late_gain` of the validation curve (an ensemble: of each member's own)."""
+        members = len(self.extras.get("ensemble", {}).get("member_seeds", [])) or 1
+        return late_gain([e.val_accuracy for e in self.curves], members)
 
     def curves_dict(self) -> list[dict]:
         return [asdict(e) for e in self.curves]

@@ -41,7 +41,7 @@ from ablate.config import (Choices, Dimension, RunConfig, StudyConfig, arm_overr
 from ablate.data import check_dataset
 from ablate.errors import AblateError, ConfigError, StorageError, TrainingError
 from ablate.models import check_backbone
-from ablate.records import EpochStats, TrialResult
+from ablate.records import EpochStats, TrialResult, late_gain
 from ablate.train import resolve_device, resolve_precision, train_run
 
 __all__ = [
@@ -900,7 +900,16 @@ def _result_row(t: FrozenTrial) -> dict[str, Any]:
     return {"dataset": dataset, "arm": arm, "seed": seed, "accuracy": a["test_accuracy"],
             "params": a.get("n_params"), "trainable_params": a.get("n_trainable"),
             "train_images": a.get("train_images"), "n_test": a.get("n_test"),
-            "val_gain_last_quarter": a.get("val_gain_last_quarter"), "wall_time": a.get("wall_time")}
+            "val_gain_last_quarter": _late_gain(a), "wall_time": a.get("wall_time")}
+
+
+def _late_gain(attrs: dict[str, Any]) -> float | None:
+    """The late validation gain of a stored run, from its curves (an ensemble: per member)."""
+    curves = attrs.get("curves") or []
+    if not curves:
+        return attrs.get("val_gain_last_quarter")
+    members = len((attrs.get("extras") or {}).get("ensemble", {}).get("member_seeds", [])) or 1
+    return late_gain([e["val_accuracy"] for e in curves], members)
 
 
 def repeats_progress(cfg: StudyConfig, trials: list[FrozenTrial]) -> RepeatsProgress:
