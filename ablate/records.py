@@ -12,12 +12,14 @@ def late_gain(values: list[float], members: int = 1) -> float:
 
     A run still climbing over the last quarter of its epochs was stopped too early. With
     ``members`` runs trained one after the other (an ensemble's curves are its members' in a
-    row), the largest gain of any member's own last quarter. NaN with a single epoch.
+    row), the mean of the members' own gains: each member is a run of the arm's recipe, and the
+    largest of two noisy gains would mark an ensemble "still rising" more often than the same
+    recipe run alone. NaN with a single epoch.
     """
     if members > 1 and len(values) % members == 0 and values:
         size = len(values) // members
         gains = [late_gain(values[i * size:(i + 1) * size]) for i in range(members)]
-        return max(gains)
+        return sum(gains) / members
     k = max(1, len(values) // 4)
     return values[-1] - values[-1 - k] if len(values) > k else float("nan")
 

@@ -534,6 +534,10 @@ def _tuning_section(
             ranked = sorted(importances.items(), key=lambda item: -item[1])
             lines += ["Parameter importances (Optuna):", ""]
             lines += _table(["parameter", "importance"], [[k, f"{v:.2f}"] for k, v in ranked]) + [""]
+        elif t["method"] != "fixed":
+            completed = len(t.get("search_values") or [])
+            lines += [f"Parameter importances: not computed (too few completed search trials to rank the "
+                      f"parameters: {completed}).", ""]
         curve = list((expected_best or {}).get(arm, ()))
         if curve:
             shown = sorted({n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256) if n <= len(curve)} | {len(curve)})

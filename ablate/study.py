@@ -1123,10 +1123,17 @@ def _tuning(cfg: StudyConfig, paths: StudyPaths, trials: list[FrozenTrial]) -> d
     return out
 
 
+# Fewer completed trials than this give importances that say nothing (two trials and two
+# parameters split 0.5 / 0.5 whatever happened): the report then says they were not computed.
+MIN_TRIALS_FOR_IMPORTANCE = 5
+
+
 def _importances(study: optuna.Study) -> dict[str, float]:
     """Optuna's parameter importances (its default evaluator) of the searched parameters; empty
-    when they cannot be had: too few completed trials (Optuna then says so and returns equal
-    shares, which would read as a finding), or no parameter that varied."""
+    when they cannot be had: fewer than MIN_TRIALS_FOR_IMPORTANCE completed trials (Optuna
+    would return equal shares, which read as a finding), or no parameter that varied."""
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -1186,11 +1193,11 @@ def shown_storage(paths: StudyPaths) -> str:
     url = redact(paths.storage)
     for scheme in ("sqlite:///", "journal:///"):
         if url.startswith(scheme):
+            file = Path(url[len(scheme):])  # absolute: resolve_paths made it so
             try:
-                rel = Path(url[len(scheme) - 1:]).relative_to(paths.base)
-                return f"{scheme}{rel.as_posix()}"
+                return f"{scheme}{file.relative_to(paths.base).as_posix()}"
             except ValueError:
-                return f"{scheme}{Path(url[len(scheme) - 1:]).name}"
+                return f"{scheme}{file.name}"
     return url
 
 

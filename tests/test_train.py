@@ -164,6 +164,7 @@ def test_late_gain_is_over_the_last_quarter_of_each_members_own_epochs():
     # an ensemble's curve is its members' in a row: member 2's early epochs are not "late"
     member = [0.2, 0.4, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.9, 0.91]
     assert late_gain(member + member, members=2) == pytest.approx(0.01)
+    assert late_gain(member + member[:-1] + [0.93], members=2) == pytest.approx(0.02)  # the members' mean
     assert late_gain(member + member) == pytest.approx(0.11)  # read as one run: member 2's epoch 5 to 10
 
 
@@ -176,4 +177,5 @@ def test_late_gain_is_over_the_last_quarter_of_each_members_own_epochs():
     # an ensemble's curve is its members' in a row: member 2's early epochs are not "late"
     member = [0.2, 0.4, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.9, 0.91]
     assert late_gain(member + member, members=2) == pytest.approx(0.01)
+    assert late_gain(member + member[:-1] + [0.93], members=2) == pytest.approx(0.02)  # the members' mean
     assert late_gain(member + member) == pytest.approx(0.11)  # read as one run: member 2's epoch 5 to 10
