@@ -229,6 +229,8 @@ def _planned_repeats(cfg, paths) -> int:
     """The repeat cells planned: all of a fixed design, the looks reached by a sequential one."""
     from ablate.study import open_storage, repeat_cells, repeats_progress, repeats_study
 
+    if not cfg.repeats.sequential:  # every seed is planned at once: no need to read the storage
+        return len(repeat_cells(cfg))
     trials = repeats_study(cfg, open_storage(paths.storage)).get_trials(deepcopy=False)
     return len(repeat_cells(cfg, repeats_progress(cfg, trials).seeds))
 

@@ -51,8 +51,8 @@ from ablate.errors import ConfigError, TrainingError
 from ablate.models import SingleHeadNet, build_model, count_parameters, fmce_penalty, head_similarity
 from ablate.records import EpochStats, TrialResult
 from ablate.seeding import seed_everything
-from ablate.train import (_stage1_weights, precision_context, resolve_device, resolve_precision,
-                          stage1_path, stage1_run_config)
+from ablate.train import (_images_per_epoch, _stage1_weights, precision_context, resolve_device, resolve_precision,
+                          single_checkpoint_path, stage1_config, stage1_path, stage1_run_config)
 
 __all__ = [
     "FusedModel",
@@ -301,6 +301,10 @@ def train_fused(
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
+    if cfg.train.precision == "auto":  # as train_run: resolved before the stage-1 key is read
+        precision = resolve_precision("auto", device)
+        cfgs = [c.model_copy(update={"train": c.train.model_copy(update={"precision": precision})}) for c in cfgs]
+        cfg = cfgs[0]
 
     outcomes: list[TrialResult | Exception | None] = [None] * len(cfgs)
     extras: list[dict] = [{} for _ in cfgs]
@@ -323,9 +327,20 @@ def train_fused(
         for i, result in zip(live, results):
             if isinstance(result, TrialResult):
                 extras[i].update(result.extras)
-                result = dataclasses.replace(result, extras=extras[i])
+                result = dataclasses.replace(result, extras=extras[i],
+                                             train_images=result.train_images + _stage1_images(cfgs[i], base))
             outcomes[i] = result
     return outcomes  # type: ignore[return-value]
+
+
+def _stage1_images(cfg: RunConfig, base: Path) -> int:
+    """Training images of the stage-1 run a DueHeadNet seed's model1 cost (0 without one), as
+    ``train_run`` counts them: a DueHeadNet's compute includes its stage 1, reused or not."""
+    if cfg.model.kind != "dual" or cfg.model.model1.init != "stage1":
+        return 0
+    single = stage1_config(cfg)
+    n_train = len(split_indices(load_images(cfg.dataset, base).labels, cfg.dataset).train)
+    return _images_per_epoch(n_train, single.train.batch_size) * single.train.epochs
 
 
 def _train_missing_stage1(cfgs: Sequence[RunConfig], base: Path, cache_dir: Path,
@@ -421,7 +436,6 @@ def _train_stack(cfgs: Sequence[RunConfig], model1_states: Sequence[dict | None]
             model.load_seed_state(i, best_state[i])
     test_accs, sims = fused_evaluate(model, test, cfg.train.batch_size, autocast, channels_last=channels_last)
     wall = time.perf_counter() - started
-    fields = {f.name for f in dataclasses.fields(TrialResult)}
     outcomes: list[TrialResult | Exception] = []
     for i, c in enumerate(cfgs):
         if i in stopped:
@@ -430,8 +444,8 @@ def _train_stack(cfgs: Sequence[RunConfig], model1_states: Sequence[dict | None]
         if c.model.kind == "single" and cache_dir is not None:  # serves as a stage-1 model1, as in train_run
             backbone = {name.removeprefix("backbone."): t.to("cpu") for name, t in best_state[i].items()
                         if name.startswith("backbone.")}
-            save_atomic(backbone, stage1_path(c, cache_dir))
-        more = {"train_images": seen} if "train_images" in fields else {}  # the lead's new field, once merged
+            save_atomic(backbone, single_checkpoint_path(c, cache_dir))  # under its own recipe's key
+        more = {"train_images": seen, "n_test": len(test)}
         outcomes.append(TrialResult(
             val_accuracy=best_val[i], best_epoch=best_epoch[i], test_accuracy=test_accs[i], head_similarity=sims[i],
             curves=tuple(curves[i]), n_params=counts.total, n_trainable=counts.trainable, wall_time=wall,

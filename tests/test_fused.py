@@ -161,7 +161,8 @@ def test_fused_seeds_see_their_lone_batches_and_have_their_lone_losses(run_cfg, 
 
 
 def test_fused_dueheadnet_trains_its_stage1_runs_fused_and_matches_lone_runs(run_cfg, tmp_path, batch_log):
-    dual = with_overrides(run_cfg, {"model.kind": "dual", "model.model1.init": "stage1", "train.epochs": 1})
+    dual = with_overrides(run_cfg, {"model.kind": "dual", "model.model1.init": "stage1", "train.epochs": 1,
+                                    "train.precision": "fp32"})  # resolved, as the stage-1 key holds it
     cfgs = _seeds(dual, (3, 4))
     cache = tmp_path / "ck"
     logs = []
@@ -171,7 +172,9 @@ def test_fused_dueheadnet_trains_its_stage1_runs_fused_and_matches_lone_runs(run
     batch_log.clear()
     lone = [train_run(c, base=tmp_path, cache_dir=cache) for c in cfgs]
     for c, f, l in zip(cfgs, fused, lone):
-        assert f.extras["stage1"] == {"checkpoint": str(stage1_path(c, cache)), "reused": False}
+        assert f.extras["stage1"]["checkpoint"] == stage1_path(c, cache).name and f.extras["stage1"]["reused"] is False
+        assert f.extras["stage1"]["recipe"] == l.extras["stage1"]["recipe"]  # the same stage-1 recipe and key
+        assert f.extras["stage1"]["key"] == l.extras["stage1"]["key"]
         assert l.extras["stage1"]["reused"] is True  # the lone run found the fused stage-1 checkpoint
         seed = c.train.seed
         # fused: stage 1 (1 epoch of 4 steps), then DueHeadNet (4 steps), drawn as the lone DueHeadNet draws

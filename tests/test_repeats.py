@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from ablate.cli import main
 from ablate.config import load_study
 from ablate.study import (
+    cell_settings,
     collect_results,
     open_storage,
     repeat_cells,
@@ -69,7 +70,7 @@ def test_a_dead_workers_repeat_is_run_again(write_study):
     path, cfg, paths = _setup(write_study, "dead")
     run_search(cfg, paths)
     study = repeats_study(cfg, open_storage(paths.storage))
-    study.enqueue_trial({"arm": "fmce", "dataset": "digits", "seed": 0})
+    study.enqueue_trial({"arm": "fmce", "dataset": "digits", "seed": 0}, user_attrs=cell_settings(cfg, paths, "fmce"))
     trial = study.ask()  # claimed by a worker that then died
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -115,7 +116,9 @@ def test_report_from_storage_and_from_its_results_csv_agree(write_study, tmp_pat
     for name in ("report.md", "results.csv", "comparisons.csv"):
         assert (folder / name).exists()
     results = pd.read_csv(folder / "results.csv")
-    assert list(results.columns) == ["dataset", "arm", "seed", "accuracy"] and len(results) == 6
+    assert list(results.columns) == ["dataset", "arm", "seed", "accuracy", "params", "trainable_params",
+                                     "train_images", "n_test", "val_gain_last_quarter", "wall_time"]
+    assert len(results) == 6 and (results["n_test"] == 30).all()
     comparisons = pd.read_csv(folder / "comparisons.csv")
     assert [tuple(r) for r in comparisons[["arm_a", "arm_b"]].values] == [("fmce", "nfmce"), ("nfmce", "single"), ("fmce", "single")]
     report = (folder / "report.md").read_text()
