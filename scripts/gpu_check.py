@@ -37,13 +37,14 @@ def trials(study: Path) -> dict:
     import optuna
 
     from ablate.config import load_study
-    from ablate.study import repeat_cells, resolve_paths
+    from ablate.study import fuse_count, repeat_cells, resolve_paths, search_names
 
     cfg = load_study(study)
     paths = resolve_paths(cfg, study)
     want_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and _cuda())
     problems, counts = [], {}
-    for name, expected in ((cfg.name, cfg.search.n_trials), (f"{cfg.name}:repeats", len(repeat_cells(cfg)))):
+    searches = [(cfg.name if arm is None else f"{cfg.name}:search:{arm}", cfg.search.n_trials) for arm in search_names(cfg)]
+    for name, expected in (*searches, (f"{cfg.name}:repeats", len(repeat_cells(cfg)))):
         found = optuna.load_study(study_name=name, storage=paths.storage).get_trials(deepcopy=False)
         states = [t.state.name for t in found]
         counts[name] = {s: states.count(s) for s in sorted(set(states))}
@@ -53,6 +54,9 @@ def trials(study: Path) -> dict:
             missing = [a for a in TRIAL_ATTRS if a not in t.user_attrs]
             if missing:
                 problems.append(f"{name} trial {t.number}: no {', '.join(missing)}")
+            fused = (t.user_attrs.get("extras") or {}).get("fused")
+            if name.endswith(":repeats") and fuse_count(cfg) > 1 and t.user_attrs.get("arm_kind") != "ensemble" and not fused:
+                problems.append(f"{name} trial {t.number}: not trained fused (repeats.fuse {fuse_count(cfg)})")
             ran_on = str(t.user_attrs.get("device", ""))
             if want_cuda and not ran_on.startswith("cuda"):
                 problems.append(f"{name} trial {t.number}: ran on {ran_on!r}, not CUDA")
