@@ -120,6 +120,11 @@ class Model1Config(_Frozen):
     weight_decay: float | None = Field(None, ge=0.0)
     batch_size: int | None = Field(None, ge=2)
 
+    def recipe(self, train: TrainConfig) -> dict[str, Any]:
+        """The stage-1 recipe: lr, epochs, weight decay and batch size, each from ``train`` where unset."""
+        own = {"lr": self.lr, "epochs": self.epochs, "weight_decay": self.weight_decay, "batch_size": self.batch_size}
+        return {k: getattr(train, k) if v is None else v for k, v in own.items()}
+
 
 class ConstraintConfig(_Frozen):
     """The FMCE penalty: weight * cosine similarity of model2's map to model1's (detached) map."""
@@ -364,13 +369,7 @@ def base_run(cfg: StudyConfig) -> RunConfig:
     ``train`` section, never to a search trial's sampled values: every trial and cell of one
     seed and backbone then shares one stage-1 checkpoint, and its key says what trained it.
     """
-    m1, t = cfg.model.model1, cfg.train
-    pinned = {
-        "model.model1.lr": m1.lr if m1.lr is not None else t.lr,
-        "model.model1.epochs": m1.epochs if m1.epochs is not None else t.epochs,
-        "model.model1.weight_decay": m1.weight_decay if m1.weight_decay is not None else t.weight_decay,
-        "model.model1.batch_size": m1.batch_size if m1.batch_size is not None else t.batch_size,
-    }
+    pinned = {f"model.model1.{k}": v for k, v in cfg.model.model1.recipe(cfg.train).items()}
     return with_overrides(cfg.run, pinned, "model.model1")
 
 

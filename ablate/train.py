@@ -124,16 +124,9 @@ def stage1_config(cfg: RunConfig) -> RunConfig:
     (``ablate.config.base_run``), so a search trial's sampled settings never change model1.
     Data, seed, backbone and precision are the run's own.
     """
-    m1, t = cfg.model.model1, cfg.train
-    recipe = {
-        "lr": m1.lr if m1.lr is not None else t.lr,
-        "epochs": m1.epochs if m1.epochs is not None else t.epochs,
-        "weight_decay": m1.weight_decay if m1.weight_decay is not None else t.weight_decay,
-        "batch_size": m1.batch_size if m1.batch_size is not None else t.batch_size,
-    }
     single = cfg.model_copy(update={
         "model": ModelConfig(kind="single", backbone=cfg.model.backbone),
-        "train": t.model_copy(update=recipe),
+        "train": cfg.train.model_copy(update=cfg.model.model1.recipe(cfg.train)),
     })
     return _weights_key(single)
 
