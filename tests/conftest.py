@@ -67,3 +67,22 @@ def write_study(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def fake_workers(monkeypatch):
+    """Worker processes that ``ablate run --workers/--gpus`` starts, recorded instead of run:
+    the list of (command, environment) each would have had; every one exits 0."""
+    import ablate.cli as cli
+
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    class FakeWorker:
+        def __init__(self, cmd, env):
+            started.append((cmd, env))
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(cli.subprocess, "Popen", FakeWorker)
+    return started

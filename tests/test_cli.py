@@ -125,20 +125,11 @@ def test_without_a_study_file_run_uses_the_embedded_quickstart(tmp_path):
     assert paths.study_file.read_text() == shipped.read_text()
 
 
-def test_gpus_start_one_worker_per_gpu_each_seeing_only_its_own(write_study, monkeypatch):
+def test_gpus_start_one_worker_per_gpu_each_seeing_only_its_own(write_study, monkeypatch, fake_workers):
     import ablate.cli as cli
 
     path = write_study(tiny_study_text(name="gpus", extra="storage: journal:///runs/gpus.journal\n"))
-    started = []
-
-    class FakeWorker:
-        def __init__(self, cmd, env):
-            started.append((cmd, env))
-
-        def wait(self, timeout=None):
-            return 0
-
-    monkeypatch.setattr(cli.subprocess, "Popen", FakeWorker)
+    started = fake_workers
     monkeypatch.setattr(cli, "_print_best", lambda cfg, paths: None)
     assert main(["run", str(path), "--gpus", "2,3", "--phase", "search"]) == 0
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["2", "3"]
