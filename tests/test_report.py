@@ -14,6 +14,7 @@ from ablate import stats
 from ablate.analysis import AnalysisSettings, SequentialPlan
 from ablate.cli import main
 from ablate.report import figures as report_figures
+from ablate.report.docs import statistics_page
 from ablate.report.procedure import SEQUENTIAL_STEPS, STEPS, procedure_section
 from ablate.errors import ConfigError
 from ablate.report import (
@@ -426,6 +427,11 @@ def test_committed_paper_report_regenerates_byte_for_byte(tmp_path, no_figures):
 
 
 # --------------------------------------------------------------------------- the procedure, written once
+
+
+def test_docs_statistics_md_is_what_the_procedure_generates():
+    committed = Path(__file__).resolve().parent.parent / "docs" / "statistics.md"
+    assert committed.read_text(encoding="utf-8") == statistics_page(), "run: python -m ablate.report.docs"
 
 
 def test_the_procedure_section_is_the_steps_with_the_settings_filled_in():
