@@ -278,7 +278,8 @@ def _short(v: Any) -> str:
 
 
 def _write_report(cfg, paths) -> Path:
-    from ablate.publish import write_report_dir
+    from ablate.analysis import AnalysisSettings, SequentialPlan
+    from ablate.report import write_report_dir
     from ablate.study import collect_results, sequential_settings
 
     data = collect_results(cfg, paths)
@@ -286,12 +287,15 @@ def _write_report(cfg, paths) -> Path:
         raise AblateError(f"study {cfg.name!r}: no completed repeat trials yet; run: ablate run {paths.study_file} --phase repeats")
     missing = [f"{c['arm']}/{c['dataset']}/seed {c['seed']}" for c in data["missing"]]
     repeats = cfg.repeats
+    plan = sequential_settings(cfg)
+    settings = AnalysisSettings(
+        title=f"{cfg.name}: does FMCE help?", contrasts=repeats.contrasts, rope=repeats.rope, alpha=repeats.alpha,
+        smallest_effect=repeats.smallest_effect, still_rising=repeats.still_rising,
+        sequential=None if plan is None else SequentialPlan(**plan),
+    )
     report = write_report_dir(
-        data["results"], paths.report_dir, title=f"{cfg.name}: does FMCE help?", sequential=sequential_settings(cfg),
-        contrasts=cfg.repeats.contrasts, rope=cfg.repeats.rope, alpha=cfg.repeats.alpha,
-        smallest_effect=cfg.repeats.smallest_effect, still_rising=cfg.repeats.still_rising,
-        provenance=data["provenance"], curves=data["curves"], similarity=data["similarity"], missing=missing,
-        tuning=data["tuning"],
+        data["results"], paths.report_dir, settings, provenance=data["provenance"], curves=data["curves"],
+        similarity=data["similarity"], missing=missing, tuning=data["tuning"],
     )
     _note_on_dashboard(data["study"], report)
     print(f"report: {report}")
@@ -378,8 +382,7 @@ def _default_rope(cfg, study_file: Path, storage: str | None = None) -> tuple[fl
 
 def _plan(cfg, study_file: Path, sd_arg: float | None, effect_arg: float | None,
           storage: str | None = None) -> dict[str, Any]:
-    from ablate.sequential import make_design, operating_characteristics
-    from ablate.stats import default_contrasts
+    from ablate.stats import default_contrasts, make_design, operating_characteristics
 
     rep = cfg.repeats
     contrasts = rep.contrasts or default_contrasts(list(rep.arms))
@@ -504,26 +507,30 @@ def _print_plan(plan: dict[str, Any]) -> None:
 
 def _report_from_results(args: argparse.Namespace) -> int:
     """``ablate report --results X``: the settings saved beside X, overridden by the flags."""
-    from ablate.publish import ANALYSIS_FILE, TUNING_FILE, read_analysis, read_tuning, write_report_dir
+    from ablate.analysis import AnalysisSettings
+    from ablate.report import ANALYSIS_FILE, TUNING_FILE, read_tuning, write_report_dir
     from ablate.stats import load_results
 
     results = load_results(args.results)
     folder = args.results.parent
-    settings = read_analysis(folder / ANALYSIS_FILE) if (folder / ANALYSIS_FILE).is_file() else {}
+    settings = AnalysisSettings.read(folder / ANALYSIS_FILE) if (folder / ANALYSIS_FILE).is_file() else AnalysisSettings()
     tuning = read_tuning(folder / TUNING_FILE) if (folder / TUNING_FILE).is_file() else None
+    changes: dict[str, Any] = {}
     if args.contrast is not None:
-        settings["contrasts"] = [tuple(pair) for pair in args.contrast]
+        changes["contrasts"] = [tuple(pair) for pair in args.contrast]
     for flag in ("rope", "alpha", "smallest_effect", "still_rising"):
         text = getattr(args, flag)
         if text is not None:
-            settings[flag] = _number(f"--{flag.replace('_', '-')}", text)
+            changes[flag] = _number(f"--{flag.replace('_', '-')}", text)
     for flag in ("title", "note"):
         if getattr(args, flag) is not None:
-            settings[flag] = getattr(args, flag)
-    settings.setdefault("title", f"ablation report: {args.results.name}")
+            changes[flag] = getattr(args, flag)
+    if settings.title is None and "title" not in changes:
+        changes["title"] = f"ablation report: {args.results.name}"
+    settings = settings.with_changes(**changes)
     out = args.out or Path("reports") / args.results.stem
-    report = write_report_dir(results, out, provenance={"results file": _shown_path(args.results)}, tuning=tuning,
-                              **settings)
+    report = write_report_dir(results, out, settings, provenance={"results file": _shown_path(args.results)},
+                              tuning=tuning)
     print(f"report: {report}")
     return 0
 

@@ -615,7 +615,7 @@ def _upload_curve(trial: optuna.Trial, result: TrialResult, paths: StudyPaths) -
 
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-    from ablate.figures import trial_curve
+    from ablate.plots import trial_curve
 
     paths.artifacts.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -923,6 +923,7 @@ def repeats_progress(cfg: StudyConfig, trials: list[FrozenTrial]) -> RepeatsProg
     """
     import pandas as pd
 
+    from ablate.analysis import SequentialPlan
     from ablate.stats import sequential_look
 
     rep = cfg.repeats
@@ -940,9 +941,8 @@ def repeats_progress(cfg: StudyConfig, trials: list[FrozenTrial]) -> RepeatsProg
         rows = [_result_row(complete[_cell_key(c)]) for c in cells if _cell_key(c) in complete]
         if not rows:  # every cell of the look given up: nothing to decide on, nothing more to run
             return RepeatsProgress(seeds=target, look=latest, stopped=True)
-        latest = sequential_look(pd.DataFrame(rows), looks=settings["looks"], spending=settings["spending"],
-                                 comparisons=settings["comparisons"], alpha=rep.alpha, contrasts=rep.contrasts,
-                                 rope=rep.rope, n_seeds_done=target)
+        latest = sequential_look(pd.DataFrame(rows), SequentialPlan(**settings), alpha=rep.alpha,
+                                 contrasts=rep.contrasts, rope=rep.rope, n_seeds_done=target)
         if latest.stop:
             return RepeatsProgress(seeds=target, look=latest, stopped=True)
         target = latest.next_seeds

@@ -1,4 +1,4 @@
-"""ablate.report and ablate.publish: the text shows the CSV's numbers, and re-runs reproduce them."""
+"""ablate.report: the text shows the CSV's numbers, re-runs reproduce them, and the procedure is written once."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate import publish, stats
+from ablate import stats
+from ablate.analysis import AnalysisSettings, SequentialPlan
 from ablate.cli import main
+from ablate.report import figures as report_figures
+from ablate.report.docs import statistics_page
+from ablate.report.procedure import SEQUENTIAL_STEPS, STEPS, procedure_section
 from ablate.errors import ConfigError
-from ablate.publish import write_report_dir
 from ablate.report import (
     AGGREGATE_FIGURES,
+    write_report_dir,
     format_count,
     format_p,
     format_points,
@@ -83,11 +87,9 @@ def test_render_report_sections_and_inputs():
         comparisons,
         stats.summarize(results),
         stats.aggregate(results),
-        title="FMCE ablation",
+        AnalysisSettings(title="FMCE ablation", rope=0.2, alpha=0.01),
         provenance={"study file": "studies/fmce.yaml", "git commit": "abc123", "versions": {"torch": "2.5.1"}},
         figures={"digits": ["figures/digits_arms.png"], AGGREGATE_FIGURES: ["figures/cd.png"]},
-        rope=0.2,
-        alpha=0.01,
     )
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == [
@@ -122,12 +124,12 @@ def test_render_report_with_friedman():
     assert f"CD = {f.cd:.2f}" in text
 
 
-# --------------------------------------------------------------------------- publish
+# --------------------------------------------------------------------------- the report folder
 
 
 def test_report_numbers_agree_with_comparisons_csv(tmp_path):
     results = study()
-    report = write_report_dir(results, tmp_path, title="t", provenance={"seeds": [0, 1, 2, 3, 4]})
+    report = write_report_dir(results, tmp_path, AnalysisSettings(title="t"), provenance={"seeds": [0, 1, 2, 3, 4]})
     text = report.read_text(encoding="utf-8")
     csv = read_comparisons(tmp_path / "comparisons.csv")
     memory = stats.compare(results)
@@ -152,11 +154,11 @@ def test_rerun_on_own_results_is_byte_identical(tmp_path, monkeypatch):
     # shuffled input: the written results.csv is in canonical order, and a run on it must
     # give the same comparisons as the run that wrote it. Figures are not what this checks,
     # and drawing them is most of the time, so they are stubbed.
-    monkeypatch.setattr(publish.figs, "arm_comparison", lambda rows, path, title: Path(path).write_bytes(b"png"))
+    monkeypatch.setattr(report_figures, "arm_comparison", lambda rows, path, title: Path(path).write_bytes(b"png"))
     results = study().sample(frac=1.0, random_state=3).reset_index(drop=True)
     first, second = tmp_path / "first", tmp_path / "second"
-    write_report_dir(results, first, title="t")
-    write_report_dir(stats.load_results(first / "results.csv"), second, title="t")
+    write_report_dir(results, first, AnalysisSettings(title="t"))
+    write_report_dir(stats.load_results(first / "results.csv"), second, AnalysisSettings(title="t"))
     for name in ("results.csv", "comparisons.csv", "summaries.csv", "report.md"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     written = pd.read_csv(first / "results.csv")
@@ -174,13 +176,13 @@ def test_no_temporary_files_left_and_bad_input_writes_nothing(tmp_path):
         [("d", arm, seed, 0.9 + 0.01 * seed + (arm == "a") * 0.001) for arm in ("a", "b") for seed in range(3)],
         columns=["dataset", "arm", "seed", "accuracy"],
     )
-    write_report_dir(results, tmp_path / "out", title="t", curves=curves, missing=["a/d/seed 3"])
+    write_report_dir(results, tmp_path / "out", AnalysisSettings(title="t"), curves=curves, missing=["a/d/seed 3"])
     assert "1 planned run(s) have no result: a/d/seed 3" in (tmp_path / "out" / "report.md").read_text()
     names = sorted(p.name for p in (tmp_path / "out").rglob("*"))
     assert not [n for n in names if n.endswith(".tmp")]
     assert "curves.png" in names
     with pytest.raises(ConfigError, match="no results for arm 'x'"):
-        write_report_dir(results, tmp_path / "bad", title="t", contrasts=[("a", "x")])
+        write_report_dir(results, tmp_path / "bad", AnalysisSettings(title="t", contrasts=[("a", "x")]))
     assert not (tmp_path / "bad").exists()
 
 
@@ -190,7 +192,7 @@ def test_no_temporary_files_left_and_bad_input_writes_nothing(tmp_path):
 @pytest.fixture
 def no_figures(monkeypatch):
     """Figures are not what these tests check, and drawing them is most of their time."""
-    monkeypatch.setattr(publish.figs, "arm_comparison", lambda rows, path, title: Path(path).write_bytes(b"png"))
+    monkeypatch.setattr(report_figures, "arm_comparison", lambda rows, path, title: Path(path).write_bytes(b"png"))
 
 
 def costed_study() -> pd.DataFrame:
@@ -209,7 +211,7 @@ def costed_study() -> pd.DataFrame:
 
 def test_report_states_confounds_late_gains_and_a_dirty_tree(tmp_path, no_figures):
     provenance = {"study_file": "studies/x.yaml", "git_commit": "abc123+dirty", "host": "secret-box"}
-    report = write_report_dir(costed_study(), tmp_path, title="t", provenance=provenance)
+    report = write_report_dir(costed_study(), tmp_path, AnalysisSettings(title="t"), provenance=provenance)
     text = report.read_text()
     opening = text.split("## Results per dataset")[0]
     assert "uncommitted changes" in opening and "abc123+dirty" in opening
@@ -238,7 +240,7 @@ def test_single_long_beating_single_is_called_a_too_short_recipe(tmp_path, no_fi
     rows += [("d", "single-long", s, a + 0.03 + rng.normal(0, 0.002)) for s, a in enumerate(base)]
     rows += [("d", "fmce", s, a + 0.01) for s, a in enumerate(base)]
     results = pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"])
-    text = write_report_dir(results, tmp_path, title="t", contrasts=[("fmce", "single")]).read_text()
+    text = write_report_dir(results, tmp_path, AnalysisSettings(title="t", contrasts=[("fmce", "single")])).read_text()
     assert "On d, single-long beats single by +" in text and "evidence that the single recipe was too short" in text
 
 
@@ -250,7 +252,7 @@ def test_tuning_is_shown_and_saved(tmp_path, no_figures):
         "single": {"method": "per-arm", "settings": {"train.lr": 0.002}, "n_trials": 4, "importances": {},
                    "search_values": [0.5, 0.55, 0.6]},
     }  # fmt: skip
-    text = write_report_dir(study(), tmp_path, title="t", tuning=tuning).read_text()
+    text = write_report_dir(study(), tmp_path, AnalysisSettings(title="t"), tuning=tuning).read_text()
     assert "## Tuning" in text and "per-arm (each arm had its own search with the same budget)" in text
     assert "| train.lr | 0.003 |" in text and "| model.constraint.weight | 0.20 |" in text
     curve = stats.expected_max([0.6, 0.9, 0.7, 0.8]) * 100
@@ -259,7 +261,7 @@ def test_tuning_is_shown_and_saved(tmp_path, no_figures):
     saved = json.loads((tmp_path / "tuning.json").read_text())
     assert saved["fmce"]["search_values"] == [0.6, 0.9, 0.7, 0.8] and saved["single"]["method"] == "per-arm"
     with pytest.raises(ConfigError, match="method 'grid'"):
-        write_report_dir(study(), tmp_path / "bad", title="t", tuning={"fmce": {"method": "grid"}})
+        write_report_dir(study(), tmp_path / "bad", AnalysisSettings(title="t"), tuning={"fmce": {"method": "grid"}})
     assert not (tmp_path / "bad").exists()
 
 
@@ -271,7 +273,7 @@ def test_cli_report_regenerates_its_csvs_byte_for_byte(tmp_path, no_figures, cap
     first = tmp_path / "first"
     tuning = {"fmce": {"method": "best", "settings": {"train.lr": 0.001}, "n_trials": 2, "importances": {},
                        "search_values": [0.7, 0.8]}}  # fmt: skip
-    write_report_dir(results, first, title="t", tuning=tuning)
+    write_report_dir(results, first, AnalysisSettings(title="t"), tuning=tuning)
     src = tmp_path / "committed"
     src.mkdir()
     (src / "results.csv").write_bytes((first / "results.csv").read_bytes())
@@ -383,7 +385,7 @@ def one_run_each() -> pd.DataFrame:
 
 
 def test_one_run_per_cell_gives_the_datasets_as_units_verdict(tmp_path, no_figures):
-    text = write_report_dir(one_run_each(), tmp_path, title="t").read_text()
+    text = write_report_dir(one_run_each(), tmp_path, AnalysisSettings(title="t")).read_text()
     opening = text.split("## Results per dataset")[0]
     first = [line for line in opening.splitlines() if line.startswith("- ")][0]
     assert first == (
@@ -402,7 +404,7 @@ def test_one_run_per_cell_gives_the_datasets_as_units_verdict(tmp_path, no_figur
 def test_across_csv_with_seeds_regenerates_byte_for_byte(tmp_path, no_figures):
     results = study(n_seeds=4, datasets=("d1", "d2", "d3", "d4")).assign(n_test=500)
     first = tmp_path / "first"
-    write_report_dir(results, first, title="t", contrasts=[("fmce", "nfmce"), ("fmce", "single")])
+    write_report_dir(results, first, AnalysisSettings(title="t", contrasts=[("fmce", "nfmce"), ("fmce", "single")]))
     across = pd.read_csv(first / "across.csv")
     assert across["re_datasets"].tolist() == [4, 4] and across["re_diff"].notna().all() and across["pi_low"].notna().all()
     text = (first / "report.md").read_text()
@@ -422,3 +424,25 @@ def test_committed_paper_report_regenerates_byte_for_byte(tmp_path, no_figures):
     text = (out / "report.md").read_text()
     assert "unseeded" in text and "best epoch was picked on the test set" in text
     assert "fmce-18 ahead on 3 of 3 data sets" in text
+
+
+# --------------------------------------------------------------------------- the procedure, written once
+
+
+def test_docs_statistics_md_is_what_the_procedure_generates():
+    committed = Path(__file__).resolve().parent.parent / "docs" / "statistics.md"
+    assert committed.read_text(encoding="utf-8") == statistics_page(), "run: python -m ablate.report.docs"
+
+
+def test_the_procedure_section_is_the_steps_with_the_settings_filled_in():
+    plan = SequentialPlan(looks=(3, 6), spending="pocock", comparisons=4)
+    section = procedure_section(AnalysisSettings(alpha=0.01, rope=0.25, smallest_effect=0.5), plan)
+    steps = [line for line in section if line[:1].isdigit()]
+    assert len(steps) == len(STEPS) + len(SEQUENTIAL_STEPS)
+    assert "within ±0.25 points (given) are treated as practically zero" in steps[5]
+    assert "against the smallest effect of interest, 0.50 points" in steps[6]
+    assert "looks after 3, 6 seeds" in steps[-2] and "1 − 0.01/4" in steps[-2]
+    assert section[-2].startswith("- Jennison, C., Turnbull, B. W. (1989)")
+    fixed = procedure_section(AnalysisSettings())
+    assert len([line for line in fixed if line[:1].isdigit()]) == len(STEPS)
+    assert not any("Armitage" in line for line in fixed)

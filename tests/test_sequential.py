@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.power import TTestPower
 
-from ablate import sequential as sq
+from ablate import stats as sq
 
 EQUAL_4 = np.arange(1, 5) / 4
 
@@ -93,7 +93,7 @@ def test_obrien_fleming_first_look_at_5_seeds_needs_t_above_25():
 
 def test_design_is_reproducible():
     a = sq.make_design([4, 8, 12], spending="pocock", calibration_studies=50_000, calibration_seed=3)
-    sq._t_boundaries.cache_clear()
+    sq.t_boundaries.cache_clear()
     b = sq.make_design([4, 8, 12], spending="pocock", calibration_studies=50_000, calibration_seed=3)
     assert a == b
 

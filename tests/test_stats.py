@@ -15,6 +15,7 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
 from ablate import stats
+from ablate.analysis import SequentialPlan
 from ablate.errors import ConfigError, DataError
 
 
@@ -621,6 +622,8 @@ def _table(points: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
     return frame.assign(n_test=1000)
 
 
+PLAN = SequentialPlan(looks=(3, 6), spending="pocock", comparisons=2)
+
 SEQ_POINTS = {
     ("digits", "a"): [80.0, 81.0, 79.5, 80.5, 80.0, 81.5],
     ("digits", "b"): [70.0, 70.5, 70.0, 71.0, 69.0, 71.5],  # 10 points behind: decided at look 1
@@ -630,11 +633,9 @@ SEQ_POINTS = {
 
 
 def test_sequential_frame_replays_the_design_on_a_fixed_table():
-    from ablate import sequential as sq
-
     results = _table(SEQ_POINTS)
-    frame = stats.sequential_frame(results, looks=[3, 6], spending="pocock", comparisons=2)
-    design = sq.make_design([3, 6], alpha=0.05, comparisons=2, spending="pocock", rope=0.1)
+    frame = stats.sequential_frame(results, PLAN)
+    design = stats.make_design([3, 6], alpha=0.05, comparisons=2, spending="pocock", rope=0.1)
     assert list(frame.columns) == list(stats.SEQUENTIAL_COLUMNS)
     assert [tuple(r) for r in frame[["dataset", "decision", "look", "n", "boundary", "seeds_run"]].values] == [
         ("digits", "A better", 1, 3, "upper", 6), ("cifar", "undecided", 2, 6, "", 6)]
@@ -647,20 +648,20 @@ def test_sequential_frame_replays_the_design_on_a_fixed_table():
         assert (row["interval_low"], row["interval_high"]) == pytest.approx((x.mean() - half, x.mean() + half))
         assert row["sd_diff"] == pytest.approx(d.std(ddof=1))  # over every seed run
         assert row["rope"] == 0.1 and row["effect"] == pytest.approx(0.3) and row["effect_source"] == "3 x rope"
-        oc = sq.operating_characteristics(design, sd=d.std(ddof=1), effect=0.3)
+        oc = stats.operating_characteristics(design, sd=d.std(ddof=1), effect=0.3)
         assert (row["power"], row["fixed_seeds_same_power"]) == (oc.power, oc.fixed_seeds)
     # the repeats loop's view after the first look: digits decided, cifar open, 3 more seeds
-    look = stats.sequential_look(results[results["seed"] < 3], looks=[3, 6], spending="pocock", comparisons=2)
+    look = stats.sequential_look(results[results["seed"] < 3], PLAN)
     assert not look.stop and look.next_seeds == 6 and look.batch == 3
-    assert look.decisions[("digits", "a", "b")] == sq.decide(
+    assert look.decisions[("digits", "a", "b")] == stats.decide(
         np.array(SEQ_POINTS[("digits", "a")][:3]) - np.array(SEQ_POINTS[("digits", "b")][:3]),
-        sq.make_design([3, 6], comparisons=2, spending="pocock", rope=0.1))
+        stats.make_design([3, 6], comparisons=2, spending="pocock", rope=0.1))
 
 
 def test_a_contrast_short_of_a_pair_is_judged_only_at_the_looks_it_reaches():
     results = _table(SEQ_POINTS)
     gone = results[~((results["dataset"] == "cifar") & (results["arm"] == "b") & (results["seed"] == 4))]
-    look = stats.sequential_look(gone, looks=[3, 6], spending="pocock", comparisons=2, n_seeds_done=6)
+    look = stats.sequential_look(gone, PLAN, n_seeds_done=6)
     cifar = look.decisions[("cifar", "a", "b")]
     assert (cifar.decision, cifar.look, cifar.n) == ("continue", 1, 3)  # 5 pairs: never judged at 6
     assert look.stop and look.decisions[("digits", "a", "b")].decision == "A better"
@@ -668,7 +669,7 @@ def test_a_contrast_short_of_a_pair_is_judged_only_at_the_looks_it_reaches():
 
 def test_mark_sequential_empties_the_fixed_sample_columns():
     results = _table(SEQ_POINTS)
-    frame = stats.sequential_frame(results, looks=[3, 6], spending="pocock", comparisons=2, smallest_effect=1.0)
+    frame = stats.sequential_frame(results, PLAN, smallest_effect=1.0)
     assert set(frame["effect_source"]) == {"smallest_effect"} and set(frame["effect"]) == {1.0}
     marked = stats.mark_sequential(stats.compare(results), frame)
     assert marked[list(stats.FIXED_ONLY_COLUMNS)].isna().all().all()

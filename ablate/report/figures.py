@@ -1,9 +1,9 @@
-"""Figures of an ablation study, drawn with matplotlib's object API (no pyplot state).
+"""The report's figures, drawn with matplotlib's object API (no pyplot state).
 
-Each function takes data and a path, writes one PNG there and returns the path. Accuracies
-come in as fractions and are drawn in percentage points, like every number in the report.
-The figures show every seed: a bar of means with a truncated axis hides how much seeds
-disagree, which is exactly what a reader of an ablation needs to see.
+Each function takes data and a path, writes one PNG there (``ablate.plots.save_png``) and
+returns the path. Accuracies come in as fractions and are drawn in percentage points, like
+every number in the report. The figures show every seed: a bar of means with a truncated axis
+hides how much seeds disagree, which is exactly what a reader of an ablation needs to see.
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ablate.errors import DataError
+from ablate.plots import new_figure, save_png
 from ablate.stats import summarize_arm
 
-__all__ = ["arm_comparison", "learning_curves", "head_similarity", "critical_difference", "trial_curve"]
+__all__ = ["arm_comparison", "learning_curves", "head_similarity", "critical_difference"]
 
 _JITTER = 0.08  # half-width, in arm slots, of the horizontal scatter of seed points
-_DPI = 150
 
 
 def arm_comparison(results: pd.DataFrame, path: str | Path, title: str, *, seed: int = 0) -> Path:
@@ -48,7 +46,7 @@ def arm_comparison(results: pd.DataFrame, path: str | Path, title: str, *, seed:
         0.99, 0.01, "points: seeds; bar: mean and 95% t CI", transform=ax.transAxes,
         ha="right", va="bottom", fontsize=7, color="0.4",
     )  # fmt: skip
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def learning_curves(curves: pd.DataFrame, path: str | Path, title: str = "Validation accuracy") -> Path:
@@ -59,7 +57,7 @@ def learning_curves(curves: pd.DataFrame, path: str | Path, title: str = "Valida
         path: where the PNG goes.
     """
     _require(curves, ("arm", "seed", "epoch", "val_accuracy"), "learning_curves")
-    fig = _figure(6.0, 4.0)
+    fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     for i, arm in enumerate(pd.unique(curves["arm"])):
         rows = curves[curves["arm"] == arm]
@@ -75,7 +73,7 @@ def learning_curves(curves: pd.DataFrame, path: str | Path, title: str = "Valida
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def head_similarity(
@@ -95,7 +93,7 @@ def head_similarity(
     ax.set_xticks(range(len(groups)), [arm for _, arm, _ in groups])
     ax.set_ylabel("head similarity")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def critical_difference(avg_ranks: Mapping[str, float], cd: float, path: str | Path) -> Path:
@@ -106,7 +104,7 @@ def critical_difference(avg_ranks: Mapping[str, float], cd: float, path: str | P
     """
     ranked = sorted(avg_ranks.items(), key=lambda item: item[1])
     k = len(ranked)
-    fig = _figure(7.0, 1.6 + 0.3 * k)
+    fig = new_figure(7.0, 1.6 + 0.3 * k)
     ax = fig.add_subplot()
     lo, hi = 1, max(k, 2)
     ax.set_xlim(lo - 0.3, hi + 0.3)
@@ -128,7 +126,7 @@ def critical_difference(avg_ranks: Mapping[str, float], cd: float, path: str | P
         y = -0.3 - 0.25 * j
         ax.hlines(y, ranked[first][1] - 0.03, ranked[last][1] + 0.03, color="k", lw=3)
     ax.axis("off")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _cliques(ranks: Sequence[float], cd: float) -> list[tuple[int, int]]:
@@ -151,7 +149,7 @@ def _seed_strip(frame: pd.DataFrame, column: str, scale: float, seed: int):
     """
     arms = list(pd.unique(frame["arm"]))
     rng = np.random.default_rng(seed)
-    fig = _figure(max(4.0, 1.3 * len(arms) + 1.5), 4.0)
+    fig = new_figure(max(4.0, 1.3 * len(arms) + 1.5), 4.0)
     ax = fig.add_subplot()
     groups = []
     for x, arm in enumerate(arms):
@@ -181,32 +179,3 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{what}: data lack column(s) {', '.join(missing)}")
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    # format given explicitly so callers may write to a temporary name; no "Software"
-    # metadata so the same data give the same bytes across matplotlib versions.
-    fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
-    return path
-
-
-def trial_curve(curves: Sequence[Mapping[str, float]], path: str | Path, title: str) -> Path:
-    """One trial's training and validation accuracy per epoch (the dashboard's artifact)."""
-    fig = _figure(4.5, 3.0)
-    ax = fig.add_subplot()
-    epochs = [c["epoch"] for c in curves]
-    ax.plot(epochs, [100 * c["train_accuracy"] for c in curves], marker="o", label="train")
-    ax.plot(epochs, [100 * c["val_accuracy"] for c in curves], marker="o", label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(title)
-    ax.legend()
-    return _save(fig, path)

@@ -1,0 +1,306 @@
+"""Write a report folder: statistics, figures, ``report.md`` and the files behind them.
+
+Layout of ``out_dir``::
+
+    report.md          the report (ablate.report.render_report)
+    results.csv        dataset,arm,seed,accuracy (+ the optional columns present) in canonical
+                       order, floats at full precision
+    analysis.json      the settings of the analysis (ablate.analysis.AnalysisSettings): title,
+                       contrasts, rope, alpha, smallest_effect, still_rising, note, and for
+                       sequential seeds the design (sequential: looks, spending, comparisons)
+    tuning.json        per arm: how it was tuned (only when given)
+    comparisons.csv    ablate.stats.compare, floats written as shortest round-trip reprs; after
+                       sequential seeds p_holm, p_tost_holm and mde_80 are empty and the
+                       verdict is the design's (ablate.stats.mark_sequential)
+    sequential.csv     sequential seeds only: ablate.stats.sequential_frame, one row per
+                       data set and contrast (look decided, boundary, design-adjusted
+                       interval, seeds run, fixed-design seeds of the same power)
+    across.csv         ablate.stats.across_datasets: one row per contrast
+    summaries.csv      ablate.stats.summarize
+    figures/*.png      per-dataset arm comparisons, learning curves, head similarity, CD diagram
+
+Re-running ``ablate report --results out_dir/results.csv`` reproduces ``comparisons.csv``,
+``across.csv`` and ``sequential.csv`` byte for byte: results are written with ``repr`` floats,
+read back exactly (``ablate.stats.load_results``), put in the same canonical order, the
+analysis settings are read back from ``analysis.json`` (and ``tuning.json``), and every random
+step has a fixed seed. Every file is written to a temporary name in ``out_dir`` and moved into
+place with ``os.replace``, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+
+from ablate import stats
+from ablate.analysis import AnalysisSettings, json_text, read_json
+from ablate.errors import ConfigError
+from ablate.report import figures as figs
+from ablate.report.markdown import render_report
+from ablate.report.sections import AGGREGATE_FIGURES
+
+__all__ = ["ANALYSIS_FILE", "TUNING_FILE", "write_report_dir", "read_tuning"]
+
+ANALYSIS_FILE = "analysis.json"
+TUNING_FILE = "tuning.json"
+_FIGURE_DIR = "figures"
+_TUNING_METHODS = ("per-arm", "best", "fixed")
+
+
+def write_report_dir(
+    results: pd.DataFrame,
+    out_dir: Path,
+    settings: AnalysisSettings,
+    *,
+    provenance: Mapping[str, object] | None = None,
+    curves: pd.DataFrame | None = None,
+    similarity: pd.DataFrame | None = None,
+    missing: Sequence[str] = (),
+    tuning: Mapping[str, Mapping[str, object]] | None = None,
+) -> Path:
+    """Compute the statistics, draw the figures and write the report folder.
+
+    Args:
+        results: results table (``dataset, arm, seed, accuracy``; accuracy a fraction), with
+            any of :data:`ablate.stats.OPTIONAL_COLUMNS`.
+        out_dir: folder to write into (created if missing; files in it are replaced).
+        settings: the analysis settings, saved as ``analysis.json``; with ``settings.sequential``
+            the design's verdicts and ``sequential.csv``.
+        provenance: shown in the report as given (a ``host`` key is left out); the SHA-256 of
+            ``results.csv`` is added. A ``git_commit`` ending in "+dirty" is called out.
+        curves: optional ``arm, seed, epoch, val_accuracy`` (and optionally ``dataset``).
+        similarity: optional ``arm, seed, head_similarity`` (and optionally ``dataset``).
+        missing: planned runs that have no result (e.g. "fmce/digits/seed 3"), listed in the
+            report's warnings.
+        tuning: per arm ``{"method": "per-arm"|"best"|"fixed", "settings": {path: value},
+            "n_trials": int, "importances": {param: float}, "search_values": [validation
+            accuracies of the complete search trials, in trial order]}``; saved as
+            ``tuning.json``.
+
+    Returns:
+        The path of ``report.md``.
+
+    Raises:
+        ConfigError: invalid results, contrasts or tuning (nothing is written then).
+    """
+    out_dir = Path(out_dir)
+    found = _analyse(results, settings)
+    tuning = _checked_tuning(tuning)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_csv = _write_tables(out_dir, found, settings, tuning)
+    figure_paths = _draw_figures(found.results, found.aggregate, out_dir, curves, similarity)
+    provenance = dict(provenance or {})
+    provenance.setdefault("results.csv sha256", hashlib.sha256(results_csv.encode()).hexdigest())
+    expected_best = (
+        {arm: stats.expected_max(t["search_values"]).tolist() for arm, t in tuning.items()} if tuning else None
+    )
+    text = render_report(
+        found.comparisons, found.summaries, found.aggregate, settings, provenance=provenance,
+        figures=figure_paths, missing=missing, similarity=_similarity_summary(similarity, found.results),
+        profiles=found.profiles, too_short=found.too_short, tuning=tuning, expected_best=expected_best,
+        sequential=found.sequential,
+    )  # fmt: skip
+    report = out_dir / "report.md"
+    _write_atomic(report, text.encode("utf-8"))
+    return report
+
+
+@dataclass(frozen=True)
+class _Statistics:
+    """What the statistics say about one results table, as the report folder holds it."""
+
+    results: pd.DataFrame  # validated, in canonical order
+    comparisons: pd.DataFrame
+    summaries: pd.DataFrame
+    profiles: pd.DataFrame
+    aggregate: stats.Aggregate
+    sequential: pd.DataFrame | None
+    too_short: list[dict[str, object]]
+
+
+def _analyse(results: pd.DataFrame, settings: AnalysisSettings) -> _Statistics:
+    s = settings
+    results = stats.sort_results(stats.validate_results(results))
+    comparisons = stats.compare(results, s.contrasts, rope=s.rope, alpha=s.alpha, smallest_effect=s.smallest_effect,
+                                still_rising=s.still_rising)
+    summaries = stats.summarize(results)
+    profiles = stats.profile_arms(results, s.still_rising)
+    aggregate = stats.aggregate(results, s.contrasts, alpha=s.alpha)
+    sequential = None
+    if s.sequential is not None:
+        sequential = stats.sequential_frame(results, s.sequential, alpha=s.alpha, contrasts=s.contrasts, rope=s.rope,
+                                            smallest_effect=s.smallest_effect)
+        comparisons = stats.mark_sequential(comparisons, sequential)
+    too_short = stats.single_recipe_too_short(results, comparisons, s.alpha)
+    return _Statistics(results, comparisons, summaries, profiles, aggregate, sequential, too_short)
+
+
+def _write_tables(out_dir: Path, found: _Statistics, settings: AnalysisSettings,
+                  tuning: Mapping[str, object] | None) -> str:
+    """Write the CSV and JSON files; return the text of results.csv."""
+    columns = list(stats.RESULT_COLUMNS) + [c for c in stats.OPTIONAL_COLUMNS if c in found.results.columns]
+    results_csv = _csv(found.results[columns])
+    _write_atomic(out_dir / "results.csv", results_csv.encode())
+    _write_atomic(out_dir / ANALYSIS_FILE, settings.to_json().encode())
+    if tuning is not None:
+        _write_atomic(out_dir / TUNING_FILE, json_text(tuning).encode())
+    _write_atomic(out_dir / "comparisons.csv", _csv(found.comparisons).encode())
+    _write_atomic(out_dir / "across.csv", _csv(stats.across_frame(found.aggregate.across)).encode())
+    if found.sequential is not None:
+        _write_atomic(out_dir / "sequential.csv", _csv(found.sequential).encode())
+    else:
+        (out_dir / "sequential.csv").unlink(missing_ok=True)  # from an earlier, sequential analysis
+    _write_atomic(out_dir / "summaries.csv", _csv(found.summaries).encode())
+    return results_csv
+
+
+def read_tuning(path: Path) -> dict[str, dict[str, object]]:
+    """Read ``tuning.json`` (see :func:`write_report_dir`).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not JSON or malformed; one line that
+            starts with the path.
+    """
+    data = read_json(path)
+    try:
+        checked = _checked_tuning(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return checked or {}
+
+
+def _checked_tuning(tuning: Mapping[str, Mapping[str, object]] | None) -> dict[str, dict[str, object]] | None:
+    """A plain-JSON copy of ``tuning`` with its types checked."""
+    if tuning is None:
+        return None
+    if not isinstance(tuning, Mapping):
+        raise ConfigError("tuning must map arm names to their tuning record")
+    out: dict[str, dict[str, object]] = {}
+    for arm, record in tuning.items():
+        if not isinstance(record, Mapping):
+            raise ConfigError(f"tuning of arm {arm!r} must be a mapping")
+        method = record.get("method")
+        if method not in _TUNING_METHODS:
+            raise ConfigError(f"tuning of arm {arm!r}: method {method!r} is not one of {', '.join(_TUNING_METHODS)}")
+        values = record.get("search_values", [])
+        try:
+            values = [float(v) for v in values]
+            importances = {str(k): float(v) for k, v in dict(record.get("importances", {}) or {}).items()}
+            n_trials = int(record.get("n_trials", len(values)))
+        except (TypeError, ValueError):
+            raise ConfigError(f"tuning of arm {arm!r}: search_values, importances and n_trials must be numbers") from None
+        settings = record.get("settings", {}) or {}
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"tuning of arm {arm!r}: settings must be a mapping of dotted paths to values")
+        out[str(arm)] = {
+            "method": method,
+            "settings": {str(k): _json_value(v) for k, v in settings.items()},
+            "n_trials": n_trials,
+            "importances": importances,
+            "search_values": values,
+        }
+    return out
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def _similarity_summary(similarity: pd.DataFrame | None, results: pd.DataFrame) -> pd.DataFrame | None:
+    if similarity is None or similarity.empty:
+        return None
+    if "dataset" not in similarity.columns:  # one dataset: the results name it
+        similarity = similarity.assign(dataset=results["dataset"].iloc[0])
+    return stats.summarize_similarity(similarity)
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    # float_format=None writes Python's shortest round-trip repr of each float, so the CSV
+    # holds the exact doubles; NaN as an empty field, inf as "inf".
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def _draw_figures(
+    results: pd.DataFrame,
+    aggregate: stats.Aggregate,
+    out_dir: Path,
+    curves: pd.DataFrame | None,
+    similarity: pd.DataFrame | None,
+) -> dict[str, list[str]]:
+    """Draw every figure; return relative paths (posix) per dataset name."""
+    fig_dir = out_dir / _FIGURE_DIR
+    fig_dir.mkdir(exist_ok=True)
+    paths: dict[str, list[str]] = {}
+
+    def draw(key: str, name: str, render: Callable[[Path], Path]) -> None:
+        target = fig_dir / name
+        _write_atomic_with(target, render)
+        paths.setdefault(key, []).append(f"{_FIGURE_DIR}/{name}")
+
+    for dataset, rows in results.groupby("dataset", sort=False):
+        slug = _slug(dataset)
+        draw(dataset, f"{slug}_arms.png", partial(figs.arm_comparison, rows, title=f"{dataset}: test accuracy per seed"))
+        for extra, suffix, plot, what in _extra_figures(curves, similarity):
+            part = _for_dataset(extra, dataset)
+            if part is not None and not part.empty:
+                draw(dataset, f"{slug}_{suffix}.png", partial(plot, part, title=f"{dataset}: {what}"))
+    for extra, suffix, plot, what in _extra_figures(curves, similarity):
+        if extra is not None and not extra.empty and "dataset" not in extra.columns:
+            draw(AGGREGATE_FIGURES, f"{suffix}.png", partial(plot, extra, title=what))
+    if aggregate.friedman is not None and aggregate.friedman.rejects:  # no diagram without a rejection
+        f = aggregate.friedman
+        draw(AGGREGATE_FIGURES, "critical_difference.png", partial(figs.critical_difference, f.avg_ranks, f.cd))
+    return paths
+
+
+def _extra_figures(curves: pd.DataFrame | None, similarity: pd.DataFrame | None) -> tuple:
+    return (
+        (curves, "curves", figs.learning_curves, "validation accuracy per epoch"),
+        (similarity, "head_similarity", figs.head_similarity, "head similarity per seed"),
+    )
+
+
+def _for_dataset(frame: pd.DataFrame | None, dataset: str) -> pd.DataFrame | None:
+    if frame is None or "dataset" not in frame.columns:
+        return None
+    return frame[frame["dataset"].astype(str) == dataset]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "dataset"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    def dump(tmp: Path) -> Path:
+        tmp.write_bytes(data)
+        return tmp
+
+    _write_atomic_with(path, dump)
+
+
+def _write_atomic_with(path: Path, write: Callable[[Path], object]) -> None:
+    """Let ``write`` fill a temporary file next to ``path``, then move it into place."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read by others
+        with open(tmp, "rb+") as handle:  # make the bytes durable before the rename
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,96 @@
+"""The markdown report of an ablation study, as a string (no I/O, no torch, no Optuna).
+
+The report opens with a note on where the numbers come from (when given), a warning when the
+working tree was dirty, one plain-language verdict per dataset and contrast (with what else
+differs between the arms and whether one was still learning) and one per contrast across data
+sets; then the tables behind them, how each arm was tuned, the warnings, the evidence across
+datasets, the figures, the procedure with its references (``ablate.report.procedure``), and
+the provenance (never the host). Every number is printed by ``ablate.report.formatting``, so
+the text shows exactly the values of ``comparisons.csv``, rounded the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from ablate.analysis import AnalysisSettings
+from ablate.report.datasets import dataset_section
+from ablate.report.procedure import procedure_section
+from ablate.report.sections import (aggregate_section, provenance_section, similarity_section, tuning_section,
+                                    warning_section)
+from ablate.report.verdicts import sequential_section, verdict_section
+from ablate.stats import Aggregate
+
+__all__ = ["render_report"]
+
+
+def render_report(
+    comparisons: pd.DataFrame,
+    summaries: pd.DataFrame,
+    aggregate: Aggregate | None = None,
+    settings: AnalysisSettings | None = None,
+    *,
+    provenance: Mapping[str, object] | None = None,
+    figures: Mapping[str, Sequence[str]] | None = None,
+    missing: Sequence[str] = (),
+    similarity: pd.DataFrame | None = None,
+    profiles: pd.DataFrame | None = None,
+    too_short: Sequence[Mapping[str, object]] = (),
+    tuning: Mapping[str, Mapping[str, object]] | None = None,
+    expected_best: Mapping[str, Sequence[float]] | None = None,
+    sequential: pd.DataFrame | None = None,
+) -> str:
+    """Return the markdown report.
+
+    Args:
+        comparisons: output of :func:`ablate.stats.compare` (or the same read from CSV).
+        summaries: output of :func:`ablate.stats.summarize`.
+        aggregate: output of :func:`ablate.stats.aggregate`, or None.
+        settings: the analysis settings used (title, rope, alpha, smallest effect, still-rising
+            threshold, note, sequential design); None: the defaults, titled "Ablation report".
+        provenance: what produced the numbers (study file and hash, git commit, versions,
+            device, seeds, trial numbers, wall time, ...); rendered as given, in order, except
+            a ``host`` key. A ``git_commit`` ending in "+dirty" is called out at the top.
+        figures: relative figure paths per dataset name; key
+            :data:`ablate.report.AGGREGATE_FIGURES` for figures across datasets.
+        missing: planned runs without a result, listed under the warnings.
+        similarity: output of :func:`ablate.stats.summarize_similarity`, or None.
+        profiles: output of :func:`ablate.stats.profile_arms`, or None.
+        too_short: output of :func:`ablate.stats.single_recipe_too_short`.
+        tuning: per arm, how it was tuned (see :func:`ablate.report.write_report_dir`).
+        expected_best: per arm, :func:`ablate.stats.expected_max` of its search values.
+        sequential: output of :func:`ablate.stats.sequential_frame` for sequential seeds (then
+            ``comparisons`` is :func:`ablate.stats.mark_sequential`'s and ``settings.sequential``
+            the design): the verdicts are the design's, a "Sequential seeds" section follows the
+            verdict, and the fixed-sample columns p Holm, p TOST Holm and MDE 80% are left out.
+    """
+    settings = settings if settings is not None else AnalysisSettings()
+    figures = figures or {}
+    profiles = profiles if profiles is not None else pd.DataFrame(columns=["dataset", "arm"])
+    plan = settings.sequential if sequential is not None else None
+    sequential = sequential if plan is not None else None
+    lines = [f"# {settings.title or 'Ablation report'}", ""]
+    lines += verdict_section(comparisons, aggregate, settings, provenance=provenance, too_short=too_short,
+                             sequential=sequential, plan=plan)
+    lines += sequential_section(sequential, plan, settings.alpha)
+    lines += ["## Results per dataset", ""]
+    for dataset in _datasets(comparisons, summaries):
+        lines += dataset_section(dataset, comparisons, summaries, profiles, figures, settings.still_rising,
+                                 sequential is not None)
+    lines += tuning_section(tuning, expected_best)
+    lines += similarity_section(similarity)
+    lines += warning_section(comparisons, aggregate, missing)
+    lines += aggregate_section(aggregate, figures, settings.alpha)
+    lines += procedure_section(settings, plan)
+    lines += provenance_section(provenance)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _datasets(comparisons: pd.DataFrame, summaries: pd.DataFrame) -> list[str]:
+    seen: dict[str, None] = {}
+    for frame in (summaries, comparisons):
+        if "dataset" in frame.columns:
+            seen.update(dict.fromkeys(str(d) for d in frame["dataset"]))
+    return list(seen)

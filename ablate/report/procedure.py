@@ -1,0 +1,331 @@
+"""The statistical procedure of a report, written once: the report's Procedure section and
+docs/statistics.md are both generated from here.
+
+:data:`STEPS` (every report) and :data:`SEQUENTIAL_STEPS` (after sequential seeds) are the
+numbered steps as the report prints them, with the study's ``alpha``, ROPE, smallest effect,
+late-gain threshold and sequential design filled in; each step's ``detail`` says for
+docs/statistics.md how exactly it is computed, what degenerate inputs give, and the evidence
+behind a choice. :data:`REFERENCES`, :data:`SEQUENTIAL_REFERENCES` and
+:data:`FURTHER_REFERENCES` (cited in the details only) are the literature.
+
+:func:`procedure_section` renders the report's section; ``python -m ablate.report.docs [PATH]``
+writes docs/statistics.md from the same steps (a test checks that the committed page is what it
+generates). Change the procedure here, never in the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ablate.analysis import AnalysisSettings, SequentialPlan
+from ablate.report.formatting import format_points
+
+__all__ = [
+    "Step",
+    "STEPS",
+    "SEQUENTIAL_STEPS",
+    "REFERENCES",
+    "SEQUENTIAL_REFERENCES",
+    "FURTHER_REFERENCES",
+    "template_values",
+    "steps_for",
+    "procedure_section",
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the procedure.
+
+    ``text`` is the report's sentence, a :meth:`str.format` template with the fields ``alpha``,
+    ``rope``, ``effect``, ``still_rising`` and, in sequential steps, ``looks``, ``comparisons`` and
+    ``spending``; ``detail`` is markdown shown under it in docs/statistics.md only.
+    """
+
+    text: str
+    detail: str = ""
+
+
+STEPS: tuple[Step, ...] = (
+    Step(
+        "Accuracies are in percentage points. Arms are paired by seed; only seeds run for both arms of a "
+        "contrast count, and n is the number of such pairs.",
+        "A seed fixes data order and initialisation, so the paired difference d = A − B removes the "
+        "seed-to-seed variance that both arms share. Every number is in points, `accuracy × 100`; results "
+        "tables are read, checked and put in canonical order by `ablate.stats.load_results`, so the same rows "
+        "in any order give the same numbers.",
+    ),
+    Step(
+        "Arm summaries: mean, sd (n − 1), median, range and the 95% Student t interval of the mean.",
+        "`ablate.stats.summarize`: sd and interval are n/a for one seed.",
+    ),
+    Step(
+        "A − B is the mean paired difference with its 95% paired t interval (Student 1908). p paired is the "
+        "two-sided paired t-test; p Welch the unpaired Welch test on the same seeds (Welch 1947); p perm. the "
+        "sign-flip permutation test of the paired differences, exact over all 2^n sign flips for n ≤ 16 (else "
+        "9,999 Monte-Carlo flips with a fixed seed), with the differences rounded to 1e-9 points so that equal "
+        "test-image counts tie exactly; with m zero differences its smallest attainable p is 2/2^(n − m).",
+        "`ablate.stats.paired_comparison`: the interval is `scipy.stats.ttest_rel`'s, p Welch is "
+        "`scipy.stats.ttest_ind(equal_var=False)`, p perm. `scipy.stats.permutation_test` (all 2^n flips up to "
+        "n = 16, 65,536 flips that still take milliseconds; beyond that 9,999 Monte-Carlo flips give p with a "
+        "standard error below 0.005 at p = 0.05). Accuracies are counts over a test split, so two seeds that "
+        "differ by the same number of test images must tie exactly under every flip: d is rounded to integer "
+        "multiples of 1e-9 points (far below one test image of a million-image split, 1e-4 points, and far "
+        "above the ~1e-14 float noise of × 100) and the flipped sums are compared as integers.",
+    ),
+    Step(
+        "p Holm adjusts p paired, and p TOST Holm adjusts p TOST, by Holm's step-down procedure (Holm 1979) "
+        "over every row of the comparisons table; a contrast is significant when p Holm < {alpha}. When the "
+        "permutation test cannot reach {alpha} at this n, a significant verdict says it rests on the paired "
+        "t-test alone.",
+        "The family is every row of the comparisons table, all contrasts on all data sets, so the "
+        "family-wise error rate is at most alpha however many rows there are (statsmodels' `multipletests`, "
+        "method `holm`). Rows whose p is undefined (NaN) are left out of the family.",
+    ),
+    Step(
+        "d_z is the mean paired difference over its sd, times the exact small-sample factor J(n − 1) = Γ((n − "
+        "1)/2) / (√((n − 1)/2) Γ((n − 2)/2)) (Lakens 2013); share A better is the share of seeds at which A "
+        "beats B, ties counted half; p sign the exact two-sided sign test of those wins, tied seeds dropped.",
+        "J(m) = Γ(m/2) / (√(m/2) Γ((m − 1)/2)), the exact bias correction of a standardized mean; d_z is n/a "
+        "below 3 pairs, where J is 0 (one degree of freedom carries no usable sd) or undefined, and when sd(d) "
+        "is 0. p sign is `scipy.stats.binomtest` on the wins, 1 when every seed ties.",
+    ),
+    Step(
+        "ROPE: differences within {rope} are treated as practically zero; a ROPE finer than one test image is "
+        "flagged. P(below), P(inside), P(above) are posterior probabilities of the mean difference under the "
+        "Bayesian paired t-test (Student t posterior with n − 1 df, location the mean difference, scale sd/√n; "
+        "Benavoli et al. 2017). p TOST is the two one-sided tests for equivalence within the ROPE (Schuirmann "
+        "1987); below {alpha} after Holm the arms are practically equivalent.",
+        "By default the ROPE is set per row: the larger of 0.1 points and one test image, 100 / n_test points, "
+        "n_test the median test-split size of the data set's runs (0.1 without it; "
+        "`ablate.stats.default_rope`). With sd(d) = 0 the posterior is a point mass at the mean difference (a "
+        "point on a bound counts as inside). p TOST is statsmodels' `ttost_paired` within ±rope.",
+    ),
+    Step(
+        "MDE 80% is the smallest difference a paired t-test at α = {alpha} detects with 80% power at this n, "
+        "from the observed sd of the differences; seeds for smallest effect is the number of seeds that gives "
+        '80% power against {effect}. No "observed power" is given: it is a function of the p-value and adds '
+        "nothing to it (Hoenig and Heisey 2001).",
+        "Planning, not post-hoc power: MDE 80% and seeds for smallest effect use statsmodels' `TTestPower` at "
+        "the observed sd(d) (`ablate.stats.power`); there is deliberately no \"seeds needed for the observed "
+        "difference\" either, a function of the p-value too. Seeds for smallest effect is the smallest integer "
+        "n ≥ 2 whose power reaches 80% (the integers are searched, because `solve_power`'s root finder fails "
+        "below 2), ∞ for a zero effect or beyond 2^40 seeds. scipy's noncentral t returns NaN far in the lower "
+        "tail (df = 1, nc = 8, x = −12.7), which makes the two-sided power NaN; there the upper rejection "
+        "region alone, a one-sided test at alpha/2, is used: at n = 5 the two agree to 1e-7.",
+    ),
+    Step(
+        "Verdict: significant (Holm) first; else practically equivalent (TOST, Holm); else not significant.",
+        "In this order (`ablate.stats.verdict`): n < 2, `insufficient data`; p Holm < alpha, `significant: "
+        "<arm> better`, with `(within ROPE)` when p TOST Holm < alpha too (real but too small to matter) and "
+        "`paired t only: ...` when the permutation test cannot reach alpha at this n; else p TOST Holm < "
+        "alpha, `practically equivalent`; else `not significant`. An arm still rising is named after the "
+        "verdict (`; still rising: <arm>`).",
+    ),
+    Step(
+        'Confounded by: the arms\' median parameter counts ("parameters") or training images seen, stage 1 and '
+        'ensemble members included ("compute"), differ by more than 10% (|a − b| / min(a, b) > 0.10); '
+        '"unknown" when the results do not record them.',
+        "`ablate.stats.confounded_by` on the per-arm medians of `params` and `train_images`: both named, "
+        "joined by a comma, when both differ; a factor that is unknown while the other is confounded is named "
+        "as, e.g., \"compute unknown\".",
+    ),
+    Step(
+        "Late gain: the median over seeds of the validation-accuracy gain over the last quarter of the epochs; "
+        "above {still_rising} points the arm is still rising and every verdict involving it says so.",
+        "The late gain is the median of `val_gain_last_quarter × 100`: an arm above the threshold was stopped "
+        "while still learning, so the comparison may change with longer training.",
+    ),
+    Step(
+        "Across data sets (Demšar 2006): data sets as the units: the sign test and the Wilcoxon signed-rank "
+        "test over the per-data-set mean differences; with seeds, a random-effects meta-analysis of those "
+        "differences with their within-data-set variances sd²/n (statsmodels' combine_effects: Paule-Mandel "
+        "tau², Hartung-Knapp-Sidik-Jonkman interval on t with k − 1 df), I² truncated at 0, and from 3 data "
+        "sets the prediction interval mean ± t(k − 2) √(tau² + SE²) (Higgins et al. 2009); a data set whose "
+        "differences have zero variance gets one test image's difference squared over n as its variance. With "
+        "at least 5 data sets, the Friedman test read through the Iman-Davenport F (Iman and Davenport 1980), "
+        "average ranks and the Nemenyi critical difference, drawn only when F rejects.",
+        "`ablate.stats.aggregate`, per contrast over the data sets that ran both arms. Data sets as the units: "
+        "a data set counts for A when its mean paired difference is above 0; the sign test over data sets "
+        "drops ties (`scipy.stats.binomtest`), the Wilcoxon test is `scipy.stats.wilcoxon` with its defaults, "
+        "and the smallest p this many untied data sets can reach is 2/2^k. That is all a table with one run "
+        "per cell supports, so with one run per cell this verdict comes first.\n\n"
+        "Random effects, when at least 2 data sets have 2 or more paired seeds: statsmodels' "
+        "`combine_effects(..., use_t=True)`, its \"random effect wls\" row (Paule-Mandel tau², its default "
+        "\"iterated\" method, and the Hartung-Knapp-Sidik-Jonkman interval on t with k − 1 df), because the "
+        "normal interval under-covers with 3 to 5 data sets; SE in the prediction interval is that of the "
+        "HKSJ row. A data set whose differences have zero variance gets (100 / n_test)² / n points² (n_test "
+        "unknown: 0.1 points, the default ROPE) instead of infinite weight.\n\n"
+        "Friedman, with at least 5 data sets and 3 arms run on all of them, on the per-data-set mean "
+        "accuracies: F = (N − 1) χ² / (N (k − 1) − χ²) on k − 1 and (k − 1)(N − 1) df (∞ when every data set "
+        "ranks the arms the same way); average ranks with ties averaged, rank 1 the best; the Nemenyi "
+        "critical difference q_alpha √(k (k + 1) / (6 N)), q_alpha the studentized range quantile over √2. "
+        "Arms missing on a data set are named, and left out of the Friedman test.",
+    ),
+    Step(
+        "Expected best validation accuracy against the number of search trials: the expected maximum of n "
+        "draws from the completed trials, Σ v_(i) [(i/N)^n − ((i − 1)/N)^n] (Dodge et al. 2019).",
+        "`ablate.stats.expected_max`: the expected maximum of n draws with replacement from the empirical "
+        "distribution of the N completed trials' values. Trials chosen by TPE and cut short by a pruner are "
+        "not independent draws, so this is an approximation there.",
+    ),
+    Step(
+        "Warnings flag n < 5, sample sizes at which the permutation test cannot reach significance (smallest "
+        "two-sided p = 2/2^(n − m) > {alpha}) and ROPEs finer than one test image.",
+        "Degenerate inputs never raise; a statistic that is undefined is n/a (NaN in the CSV files). With n < "
+        "2 every test, interval and effect size is n/a (means, share A better and p sign are still given for "
+        "n = 1). With all differences equal (sd(d) = 0) the interval collapses to [diff, diff]; if they are "
+        "all 0 the t statistic is 0/0, so p paired and p Holm are n/a, p perm. is 1 and p TOST is 0 "
+        "(equivalent); if they are a nonzero constant p paired is 0; d_z, MDE 80% and seeds for smallest "
+        "effect are n/a (no variance to plan from) and the ROPE probabilities are those of a point mass. With "
+        "both arms constant and equal p Welch is n/a (0/0).",
+    ),
+)
+
+SEQUENTIAL_STEPS: tuple[Step, ...] = (
+    Step(
+        "Sequential seeds: the seeds ran in batches, with looks after {looks} seeds, every arm the same seeds. "
+        "Alpha {alpha} is split over the {comparisons} comparisons (contrasts × data sets; Bonferroni) and "
+        "each share is spent over the looks by the Lan-DeMets {spending}-type function (Lan and DeMets 1983); "
+        "the z boundaries come from recursive numerical integration (Armitage et al. 1969), and the critical "
+        "values of the paired t statistic (n_k − 1 df) at each look are calibrated by a seeded simulation of a "
+        "million null studies, because seeds are few. At look k the design-adjusted interval is mean(d) ± c_k "
+        "sd(d)/√n_k (Jennison and Turnbull 1989): above 0, A better; below 0, B better; inside the ROPE, "
+        "equivalent; a contrast keeps the verdict of the first look that decided it, and the repeats stop when "
+        "every contrast is decided or the last look is done (then undecided). The intervals of all looks cover "
+        "the true difference together with probability 1 − {alpha}/{comparisons}, so the chance of any false "
+        "verdict in the study is at most {alpha}.",
+        "`ablate.stats.make_design` and `ablate.stats.decide`; the repeats loop and the report replay the "
+        "looks from the same differences (`ablate.stats.sequential_look`), so they reach the same verdicts.\n\n"
+        "Bonferroni keeps the family-wise error over all contrasts, data sets and looks at most alpha "
+        "whatever the correlation between contrasts that share an arm; Holm applied afresh at every look "
+        "would not (issue 9). Alpha is spent at the information fractions t_k = n_k / n_max, alpha/2 on each "
+        "side as ld98, ldbounds and gsDesign do: O'Brien-Fleming-type a(t) = 2 (2 − 2 Φ(z_{1−alpha/4} / √t)) "
+        "(almost nothing early, nearly the whole alpha at the last look) or Pocock-type a(t) = alpha log(1 + "
+        "(e − 1) t) (about equal at every look). The z boundaries c_k solve P(|Z_j| < c_j, j < k; |Z_k| ≥ c_k) "
+        "= a(t_k) − a(t_{k−1}) for the canonical joint normal, corr(Z_j, Z_k) = √(t_j / t_k), by recursive "
+        "numerical integration (Jennison and Turnbull 2000, ch. 19); they match ld98 to 4 decimals "
+        "(Reboussin et al. 2000).\n\n"
+        "Seeds are few, so the statistic is the paired t with n_k − 1 df, not z. The z boundaries used on t "
+        "give a false-positive rate of about 0.088 instead of 0.05 (looks at 5, 10, 15, 20 seeds; issue 9), "
+        "and converting each to its nominal p-value (Jennison and Turnbull 2000, sec. 3.8) still about 0.053. "
+        "So the t boundaries are calibrated by simulation to the same spending: the first look's is exact "
+        "(T_1 is Student t), each later look's the quantile of |T_k| among the simulated null studies not yet "
+        "stopped, so that the share crossing first at look k equals the alpha spent there. Where an increment "
+        "is too small to resolve (fewer than 200 expected crossings) the marginal Student t quantile is used: "
+        "it spends at most the increment, so it errs on the safe side. The null studies are drawn from the "
+        "sufficient statistics of each batch (a normal batch mean and a chi-square within-batch sum of "
+        "squares, merged by the update of Chan et al. 1979), with a fixed seed, so a design is reproducible "
+        "and a million studies take about a second. The t statistic does not depend on the scale of d, so one "
+        "calibration serves every sd; it assumes d is normal, as the paired t-test does.\n\n"
+        "Centred at the true difference the same t statistics have the null distribution, so the intervals "
+        "of all looks cover it together with probability 1 − alpha/m; every false verdict (\"better\" when the "
+        "arms are equal, \"equivalent\" when the true difference is at or beyond the ROPE's edge) needs a miss. "
+        "Stopping a contrast early, for either reason, only removes chances to err. The equivalence test is "
+        "two one-sided tests at alpha/(2m) each, so it is conservative; the operating characteristics measure "
+        "it.",
+    ),
+    Step(
+        "For a sequential study, p Holm, p TOST Holm and MDE 80% are not shown and are empty in "
+        "comparisons.csv: they are fixed-sample figures (Holm over a single look at a fixed n, power at a "
+        "fixed n) and no longer mean what they say after early stopping; the verdict column holds the design's "
+        "verdict. A − B, the 95% interval and p paired, p Welch, p perm., p TOST are nominal, over all the "
+        "seeds run, not adjusted for the looks, and decide nothing. sequential.csv gives per contrast the "
+        "look, the boundary crossed, the critical |t|, the design-adjusted interval, the seeds run, and the "
+        "seeds a fixed paired t-test at alpha/m needs for the power this design has (simulated, 200,000 "
+        "studies, seeded) at the observed sd of the differences against the smallest effect of interest, or "
+        "else 3 × the ROPE (its effect_source column says which).",
+        "`ablate.stats.mark_sequential` empties those columns and writes the design's verdict; "
+        "`ablate.stats.sequential_frame` writes sequential.csv. The operating characteristics "
+        "(`ablate.stats.operating_characteristics`: false-positive and false-equivalence rates, power, "
+        "expected seeds) are simulated per comparison by the same sampler with a seed of their own, in three "
+        "scenarios of 200,000 studies: equal arms, a difference at the ROPE's edge, and the effect. The "
+        "power of the fixed design is capped at 0.999: above it the simulated power is 1 to within its "
+        "Monte-Carlo error, and the fixed design with the same power would be set by noise. `ablate plan` "
+        "shows all of this for a study file before anything is trained.",
+    ),
+)
+
+REFERENCES: tuple[str, ...] = (
+    "Student (1908). The probable error of a mean. *Biometrika* 6(1), 1–25.",
+    'Welch, B. L. (1947). The generalization of "Student\'s" problem when several different population '
+    "variances are involved. *Biometrika* 34(1–2), 28–35.",
+    "Holm, S. (1979). A simple sequentially rejective multiple test procedure. *Scandinavian Journal of "
+    "Statistics* 6(2), 65–70.",
+    "Iman, R. L., Davenport, J. M. (1980). Approximations of the critical region of the Friedman "
+    "statistic. *Communications in Statistics – Theory and Methods* 9(6), 571–595.",
+    "Schuirmann, D. J. (1987). A comparison of the two one-sided tests procedure and the power approach "
+    "for assessing the equivalence of average bioavailability. *Journal of Pharmacokinetics and "
+    "Biopharmaceutics* 15(6), 657–680.",
+    "Hoenig, J. M., Heisey, D. M. (2001). The abuse of power: the pervasive fallacy of power calculations "
+    "for data analysis. *The American Statistician* 55(1), 19–24.",
+    "Demšar, J. (2006). Statistical comparisons of classifiers over multiple data sets. *JMLR* 7, 1–30.",
+    "Higgins, J. P. T., Thompson, S. G., Spiegelhalter, D. J. (2009). A re-evaluation of random-effects "
+    "meta-analysis. *JRSS A* 172(1), 137–159.",
+    "Lakens, D. (2013). Calculating and reporting effect sizes to facilitate cumulative science: a "
+    "practical primer for t-tests and ANOVAs. *Frontiers in Psychology* 4, 863.",
+    "Benavoli, A., Corani, G., Demšar, J., Zaffalon, M. (2017). Time for a change: a tutorial for "
+    "comparing multiple classifiers through Bayesian analysis. *JMLR* 18(77), 1–36.",
+    "Dodge, J., Gururangan, S., Card, D., Schwartz, R., Smith, N. A. (2019). Show your work: improved "
+    "reporting of experimental results. *EMNLP 2019*, 2185–2194.",
+)
+
+SEQUENTIAL_REFERENCES: tuple[str, ...] = (
+    "Armitage, P., McPherson, C. K., Rowe, B. C. (1969). Repeated significance tests on accumulating data. "
+    "*JRSS A* 132(2), 235–244.",
+    "Lan, K. K. G., DeMets, D. L. (1983). Discrete sequential boundaries for clinical trials. *Biometrika* "
+    "70(3), 659–663.",
+    "Jennison, C., Turnbull, B. W. (1989). Interim analyses: the repeated confidence interval approach. "
+    "*JRSS B* 51(3), 305–361.",
+)
+
+# Cited in the details of docs/statistics.md, not in a report.
+FURTHER_REFERENCES: tuple[str, ...] = (
+    "Pocock, S. J. (1977). Group sequential methods in the design and analysis of clinical trials. "
+    "*Biometrika* 64(2), 191–199.",
+    "O'Brien, P. C., Fleming, T. R. (1979). A multiple testing procedure for clinical trials. *Biometrics* "
+    "35(3), 549–556.",
+    "Chan, T. F., Golub, G. H., LeVeque, R. J. (1979). Updating formulae and a pairwise algorithm for "
+    "computing sample variances. Stanford CS report STAN-CS-79-773.",
+    "Jennison, C., Turnbull, B. W. (2000). *Group Sequential Methods with Applications to Clinical "
+    "Trials*. Chapman & Hall/CRC.",
+    "Reboussin, D. M., DeMets, D. L., Kim, K., Lan, K. K. G. (2000). Computations for group sequential "
+    "boundaries using the Lan-DeMets spending function method. *Controlled Clinical Trials* 21(3), "
+    "190–207. (ld98; R package ldbounds)",
+)
+
+
+def template_values(settings: AnalysisSettings, plan: SequentialPlan | None) -> dict[str, str]:
+    """The fields of the step templates for these settings (and the design of sequential seeds)."""
+    rope, effect = settings.rope, settings.smallest_effect
+    values = {
+        "alpha": f"{settings.alpha:g}",
+        "rope": (f"±{format_points(rope)} points (given)" if rope is not None
+                 else "± the larger of 0.1 points and one test image (100 / n_test points) of each data set"),
+        "effect": (f"the smallest effect of interest, {format_points(effect)} points" if effect is not None
+                   else "a smallest effect of interest (none was set, so n/a)"),
+        "still_rising": format_points(settings.still_rising),
+    }
+    if plan is not None:
+        values.update(looks=", ".join(str(n) for n in plan.looks), comparisons=str(plan.comparisons),
+                      spending=plan.spending)
+    return values
+
+
+def steps_for(plan: SequentialPlan | None) -> tuple[Step, ...]:
+    """The steps of a report: :data:`STEPS`, and :data:`SEQUENTIAL_STEPS` after sequential seeds."""
+    return STEPS + (SEQUENTIAL_STEPS if plan is not None else ())
+
+
+def procedure_section(settings: AnalysisSettings, plan: SequentialPlan | None = None) -> list[str]:
+    """The report's "Procedure" section: the numbered steps with these settings, and the references
+    (the sequential ones too when ``plan`` is given)."""
+    values = template_values(settings, plan)
+    refs = REFERENCES + (SEQUENTIAL_REFERENCES if plan is not None else ())
+    return (
+        ["## Procedure", ""]
+        + [f"{i}. {step.text.format(**values)}" for i, step in enumerate(steps_for(plan), start=1)]
+        + ["", "### References", ""]
+        + [f"- {r}" for r in refs]
+        + [""]
+    )

@@ -1,0 +1,111 @@
+"""The report's plain-language verdicts: one sentence per comparison, sequential row or contrast
+across data sets, with the numbers of the CSV files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from ablate.analysis import is_finite
+from ablate.report.formatting import format_count, format_p, format_points, format_prob, format_signed
+
+__all__ = ["confound_text", "verdict_sentence", "sequential_sentence", "across_sentence"]
+
+
+def confound_text(row: Mapping[str, object]) -> str:
+    """What else differs between the arms of a comparisons row, in words; "" when nothing."""
+    confound = row.get("confounded_by", "")
+    if not isinstance(confound, str) or not confound:
+        return ""
+    if confound == "unknown":
+        return "confounded by: unknown (no parameter or training-image counts)"
+    return f"confounded by: {confound}"
+
+
+def verdict_sentence(row: Mapping[str, object]) -> str:
+    """One row of ``comparisons`` as a sentence, e.g.
+
+    "fmce vs nfmce on digits: +0.40 points [−0.10, +0.90], Holm p = 0.210: not significant;
+    smallest difference these 5 seeds detect with 80% power: 1.68 points."
+    """
+    head = f"**{row['arm_a']} vs {row['arm_b']}** on {row['dataset']}"
+    n = int(row["n"])
+    confound = confound_text(row)
+    tail = f"; {confound}" if confound else ""
+    if n < 2:
+        single = f"; A − B = {format_signed(row['diff'])} points from one seed" if n == 1 else ""
+        return f"{head}: {row['verdict']} (n = {n} paired seeds){single}{tail}."
+    numbers = (
+        f"{format_signed(row['diff'])} points [{format_signed(row['ci_low'])}, {format_signed(row['ci_high'])}], "
+        f"Holm p = {format_p(row['p_holm'])}"
+    )
+    mde = row.get("mde_80", math.nan)
+    if is_finite(mde):
+        plan = f"smallest difference these {n} seeds detect with 80% power: {format_points(mde)} points"
+    else:
+        plan = f"n = {n}"
+    seeds = row.get("seeds_for_smallest_effect", math.nan)
+    if is_finite(seeds) or (isinstance(seeds, float) and math.isinf(seeds)):
+        plan += f"; {format_count(seeds)} seeds give 80% power for the smallest effect of interest"
+    return f"{head}: {numbers}: {row['verdict']}{tail}; {plan}."
+
+
+def sequential_sentence(seq: Mapping[str, object], row: Mapping[str, object] | None = None) -> str:
+    """One row of ``sequential.csv`` as a sentence, e.g.
+
+    "good vs starved on digits: +52.78 points, design-adjusted interval [+40.12, +65.44]:
+    significant: good better (sequential, look 1), decided at look 1 (3 seeds), |t| = 14.50 above
+    6.53 (upper boundary); 3 seeds run, where a fixed design with the same power (0.99 against
+    5.00 points = 3 x rope, sd 6.30 points) needs 5."
+    """
+    head = f"**{seq['arm_a']} vs {seq['arm_b']}** on {seq['dataset']}"
+    verdict = (row or {}).get("verdict") or str(seq["decision"])
+    confound = confound_text(row or {})
+    tail = f"; {confound}" if confound else ""
+    look, n = int(seq["look"]), int(seq["n"])
+    if look == 0:
+        return f"{head}: {verdict}{tail} (no look complete yet)."
+    interval = f"[{format_signed(seq['interval_low'])}, {format_signed(seq['interval_high'])}]"
+    text = f"{head}: {format_signed(seq['diff'])} points, design-adjusted interval {interval}: {verdict}{tail}"
+    if seq["boundary"]:
+        text += f"; decided at look {look} ({n} seeds), {str(seq['boundary'])} boundary"
+    else:
+        text += f"; latest look {look} ({n} seeds)"
+    text += f"; {int(seq['seeds_run'])} seeds run"
+    fixed = seq.get("fixed_seeds_same_power", math.nan)
+    if is_finite(seq.get("power")) and (is_finite(fixed) or (isinstance(fixed, float) and math.isinf(fixed))):
+        source = "3 × rope" if seq["effect_source"] == "3 x rope" else "the smallest effect of interest"
+        text += (
+            f", where a fixed design with the same power ({format_prob(seq['power'])} against "
+            f"{format_points(seq['effect'])} points = {source}, at the observed sd "
+            f"{format_points(seq['sd_diff'])}) needs {format_count(fixed)}"
+        )
+    return text + "."
+
+
+def across_sentence(d: Mapping[str, object], alpha: float = 0.05) -> str:
+    """One row of ``across.csv`` in words: data sets as units, then random effects if computed.
+
+    e.g. "fmce ahead on 3 of 3 data sets (sign test p = 0.250, Wilcoxon p = 0.250); with 3
+    data sets no sign or rank test can reach p < 0.05."
+    """
+    a, b, k = d["arm_a"], d["arm_b"], int(d["n_datasets"])
+    text = f"**{a} vs {b}** across data sets: {a} ahead on {int(d['a_ahead'])} of {k} data sets"
+    if int(d["b_ahead"]):
+        text += f", {b} on {int(d['b_ahead'])}"
+    text += f" (sign test p = {format_p(d['p_sign_datasets'])}, Wilcoxon p = {format_p(d['p_wilcoxon_datasets'])})"
+    min_p = d.get("min_p_datasets", math.nan)
+    if is_finite(min_p) and float(min_p) >= alpha:
+        text += (
+            f"; with {k} data sets no sign or rank test can reach p < {alpha:g} "
+            f"(smallest attainable p = {float(min_p):.3g})"
+        )
+    if is_finite(d.get("re_diff")):
+        text += (
+            f"; random effects over {int(d['re_datasets'])} data sets: {format_signed(d['re_diff'])} points "
+            f"[{format_signed(d['re_ci_low'])}, {format_signed(d['re_ci_high'])}] (HKSJ {100 * (1 - alpha):g}%), "
+            f"tau² = {float(d['tau2']):.3g}, I² = {100 * float(d['i2']):.0f}%"
+        )
+        if is_finite(d.get("pi_low")):
+            text += f", on a new data set [{format_signed(d['pi_low'])}, {format_signed(d['pi_high'])}]"
+    return text + "."

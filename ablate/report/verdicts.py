@@ -1,0 +1,170 @@
+"""The report's opening: the verdicts in words, what they rest on, and the sequential design's table."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from ablate.analysis import AnalysisSettings, SequentialPlan, is_finite
+from ablate.report.formatting import (NA, format_count, format_p, format_points, format_prob, format_signed, plural,
+                                      table)
+from ablate.report.sentences import across_sentence, sequential_sentence, verdict_sentence
+from ablate.stats import Aggregate
+
+__all__ = ["verdict_section", "sequential_section"]
+
+
+def verdict_section(
+    comparisons: pd.DataFrame,
+    aggregate: Aggregate | None,
+    settings: AnalysisSettings,
+    *,
+    provenance: Mapping[str, object] | None,
+    too_short: Sequence[Mapping[str, object]],
+    sequential: pd.DataFrame | None = None,
+    plan: SequentialPlan | None = None,
+) -> list[str]:
+    """The "Verdict" section: the note, a dirty working tree, one sentence per comparison (the
+    design's after sequential seeds: ``sequential`` is the frame and ``plan`` its design) and per
+    contrast across data sets, a too-short single recipe, the confounded contrasts, and how to
+    read the verdicts."""
+    lines = ["## Verdict", ""]
+    if settings.note:
+        lines += [f"> {line}" if line else ">" for line in settings.note.strip().splitlines()] + [""]
+    dirty = _dirty(provenance)
+    if dirty:
+        lines += [dirty, ""]
+    per_dataset = _per_dataset_verdicts(comparisons, sequential)
+    across: list[str] = []
+    if aggregate is not None and aggregate.n_datasets >= 2 and aggregate.across:
+        across += [f"- {across_sentence(dataclasses.asdict(d), settings.alpha)}"
+                   for d in aggregate.across if d.n_datasets]
+        across += [""] if across else []
+    # With one run per cell the data sets are the only units there are: that verdict comes first.
+    one_run_each = not comparisons.empty and bool((comparisons["n"].astype(int) < 2).all())
+    lines += across + per_dataset if one_run_each else per_dataset + across
+    lines += _too_short(too_short, decided_by_design=sequential is not None)
+    if not comparisons.empty:
+        lines += _confounded(comparisons)
+        lines += _how_to_read(comparisons, settings, plan)
+    return lines
+
+
+def _dirty(provenance: Mapping[str, object] | None) -> str | None:
+    commit = (provenance or {}).get("git_commit")
+    if isinstance(commit, str) and commit.endswith("+dirty"):
+        return (
+            f"**The working tree had uncommitted changes** when these numbers were made "
+            f"(git commit {commit}): the code that produced them is not exactly that commit."
+        )
+    return None
+
+
+def _per_dataset_verdicts(comparisons: pd.DataFrame, sequential: pd.DataFrame | None) -> list[str]:
+    if comparisons.empty:
+        return ["No contrast could be computed: no dataset has both arms of any contrast.", ""]
+    if sequential is not None:
+        by_key = {(r["dataset"], r["arm_a"], r["arm_b"]): r for r in comparisons.to_dict("records")}
+        return [f"- {sequential_sentence(r, by_key.get((r['dataset'], r['arm_a'], r['arm_b'])))}"
+                for r in sequential.to_dict("records")] + [""]
+    return [f"- {verdict_sentence(row)}" for row in comparisons.to_dict("records")] + [""]
+
+
+def _too_short(too_short: Sequence[Mapping[str, object]], decided_by_design: bool) -> list[str]:
+    lines = []
+    for item in too_short:
+        if decided_by_design and item["source"] == "contrast":
+            evidence = "decided by the sequential design"
+        else:
+            evidence = f"{'Holm p' if item['source'] == 'contrast' else 'paired t p'} = {format_p(item['p'])}"
+        lines += [
+            f"On {item['dataset']}, single-long beats single by {format_signed(item['diff'])} points "
+            f"({evidence}): evidence that the single recipe was too short.",
+            "",
+        ]
+    return lines
+
+
+def _confounded(comparisons: pd.DataFrame) -> list[str]:
+    confounded = [
+        f"{r['arm_a']} vs {r['arm_b']} on {r['dataset']} ({r['confounded_by']})"
+        for r in comparisons.to_dict("records")
+        if isinstance(r.get("confounded_by"), str) and r["confounded_by"] not in ("", "unknown")
+    ]
+    if not confounded:
+        return []
+    return [
+        "Confounded contrasts (the arms differ by more than 10% in parameters or in training "
+        f"images besides the named factor): {'; '.join(confounded)}.",
+        "",
+    ]
+
+
+def _how_to_read(comparisons: pd.DataFrame, settings: AnalysisSettings, plan: SequentialPlan | None) -> list[str]:
+    alpha = settings.alpha
+    rope_text = (
+        f"±{format_points(settings.rope)} points" if settings.rope is not None
+        else "± the larger of 0.1 points and one test image of that data set (column rope)"
+    )
+    if plan is not None:
+        return [
+            f"Sequential seeds (looks at {', '.join(str(n) for n in plan.looks)} seeds, "
+            f"{plan.spending} spending): differences are A − B in accuracy points at the look that "
+            f"decided the contrast, with the design-adjusted interval of that look; \"significant\" means "
+            f"the interval excludes 0 and \"practically equivalent\" that it lies within {rope_text}, with "
+            f"alpha {alpha:g} kept over all looks and {plural(plan.comparisons, 'comparison')} "
+            "(Bonferroni, then Lan-DeMets spending, boundaries calibrated for t).",
+            "",
+        ]
+    return [
+        f"Differences are A − B in accuracy points with 95% paired-t intervals; "
+        f"\"significant\" means Holm-adjusted p < {alpha:g} over all {len(comparisons)} rows; "
+        f"\"practically equivalent\" means the Holm-adjusted equivalence test (TOST) puts the "
+        f"difference within {rope_text} at p < {alpha:g}.",
+        "",
+    ]
+
+
+_DECISION_WORDS = {"A better": "{a} better", "B better": "{b} better"}
+
+
+def sequential_section(sequential: pd.DataFrame | None, plan: SequentialPlan | None, alpha: float) -> list[str]:
+    """The "Sequential seeds" section: the design in words and one row per contrast of
+    ``sequential.csv``; nothing for a fixed design."""
+    if sequential is None or plan is None:
+        return []
+    m = plan.comparisons
+    lines = [
+        "## Sequential seeds",
+        "",
+        f"Seeds ran in batches, every arm the same seeds, with a look after {', '.join(map(str, plan.looks))} seeds; "
+        f"alpha {alpha:g} split over {plural(m, 'comparison')} (contrasts × data sets), "
+        f"{alpha / m:.4g} each, spent over the looks by {plan.spending}-type Lan-DeMets spending. "
+        "Per contrast: the look that decided it (or the latest), the boundary its design-adjusted interval "
+        "crossed, the |t| it had to exceed there, that interval, the seeds the arms ran in all, and the "
+        "seeds a fixed design with the same power would need (from the observed sd of the differences, "
+        "against the effect named in the column).",
+        "",
+    ]
+    rows = []
+    for r in sequential.to_dict("records"):
+        look = int(r["look"])
+        source = "3 × rope" if r["effect_source"] == "3 x rope" else "smallest effect"
+        rows.append([
+            r["dataset"], f"{r['arm_a']} vs {r['arm_b']}",
+            _DECISION_WORDS.get(str(r["decision"]), "{d}").format(a=r["arm_a"], b=r["arm_b"], d=r["decision"]),
+            f"{look} ({int(r['n'])} seeds)" if look else "none yet", r["boundary"] or "none",
+            format_points(r["critical"]) if is_finite(r["critical"]) else NA,
+            f"[{format_signed(r['interval_low'])}, {format_signed(r['interval_high'])}]",
+            int(r["seeds_run"]), format_points(r["sd_diff"]),
+            f"{format_points(r['effect'])} ({source})", format_prob(r["power"]),
+            format_count(r["fixed_seeds_same_power"]),
+        ])  # fmt: skip
+    lines += table(
+        ["data set", "contrast (A vs B)", "decision", "look", "boundary", "|t| above", "design-adjusted interval",
+         "seeds run", "sd of A − B", "effect", "power", "fixed design, same power"],
+        rows,
+    ) + [""]
+    return lines
