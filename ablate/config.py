@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -47,6 +49,7 @@ __all__ = [
     "CONTROLS",
     "base_run",
     "arm_overrides",
+    "Arm",
 ]
 
 
@@ -330,6 +333,18 @@ class StudyConfig(_Frozen):
     def run(self) -> RunConfig:
         return RunConfig(dataset=self.dataset, train=self.train, model=self.model)
 
+    @functools.cached_property
+    def arms(self) -> dict[str, Arm]:
+        """The repeats' arms, each resolved once (empty without a ``repeats`` section)."""
+        if self.repeats is None:
+            return {}
+        base = base_run(self)
+        out = {}
+        for name in self.repeats.arms:
+            overrides = arm_overrides(self, name)
+            out[name] = Arm(name, overrides, with_overrides(base, overrides, f"repeats.arms.{name}"))
+        return out
+
     @property
     def tuning(self) -> str:
         """How the repeats get their settings: per-arm, best or fixed (see RepeatsConfig.params)."""
@@ -360,6 +375,24 @@ class StudyConfig(_Frozen):
             if self.repeats.params == "best" and self.search.n_trials == 0:
                 raise ValueError("repeats.params: best needs a search (search.n_trials > 0); use fixed")
         return self
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the repeats as the study file defines it, worked out once (``StudyConfig.arms``).
+
+    ``overrides``: the arm's settings as dotted paths, a control written out
+    (:func:`arm_overrides`); ``run``: the study's base run (:func:`base_run`) with them, which is
+    what the arm's own search starts from and what its model kind is read from.
+    """
+
+    name: str
+    overrides: dict[str, Any]
+    run: RunConfig
+
+    @property
+    def kind(self) -> str:
+        return self.run.model.kind
 
 
 def base_run(cfg: StudyConfig) -> RunConfig:

@@ -72,18 +72,18 @@ def test_check_validates_without_running(capsys, write_study):
 
 
 def test_ctrl_c_marks_the_trial_failed_and_the_next_run_continues(capsys, write_study, monkeypatch):
-    import ablate.study as study_module
+    import ablate.study.trial as trial_module
 
     path = write_study(tiny_study_text(name="interrupt", n_trials=2))
-    real = study_module.train_run
+    real = trial_module.train_run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(study_module, "train_run", interrupted)
+    monkeypatch.setattr(trial_module, "train_run", interrupted)
     assert main(["run", str(path), "--quiet"]) == 130
     assert "interrupted" in capsys.readouterr().err
-    monkeypatch.setattr(study_module, "train_run", real)
+    monkeypatch.setattr(trial_module, "train_run", real)
     assert main(["run", str(path), "--quiet"]) == 0
     cfg = load_study(path)
     trials = search_study(cfg, open_storage(resolve_paths(cfg, path).storage)).get_trials()
@@ -92,11 +92,11 @@ def test_ctrl_c_marks_the_trial_failed_and_the_next_run_continues(capsys, write_
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(capsys, write_study, monkeypatch):
-    import ablate.study as study_module
+    import ablate.study.trial as trial_module
     from ablate.errors import TrainingError
 
     path = write_study(tiny_study_text(name="nan", n_trials=2))
-    real = study_module.train_run
+    real = trial_module.train_run
     calls = []
 
     def nan_once(*args, **kwargs):
@@ -105,7 +105,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(capsys, write_study, 
             raise TrainingError("loss became nan in epoch 1 (lr 0.01): training diverged")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(study_module, "train_run", nan_once)
+    monkeypatch.setattr(trial_module, "train_run", nan_once)
     assert main(["run", str(path), "--quiet"]) == 0
     cfg = load_study(path)
     trials = search_study(cfg, open_storage(resolve_paths(cfg, path).storage)).get_trials()
@@ -114,9 +114,9 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(capsys, write_study, 
 
 
 def test_without_a_study_file_run_uses_the_embedded_quickstart(tmp_path):
-    from ablate.cli import _load
+    from ablate.study import load_study_file
 
-    cfg, paths = _load(None)
+    cfg, paths = load_study_file(None)
     assert cfg.name == "quickstart" and cfg.dataset.name == "digits"
     assert paths.storage == f"sqlite:///{tmp_path / 'runs' / 'quickstart.db'}"  # under the working folder
     from pathlib import Path
@@ -130,7 +130,7 @@ def test_gpus_start_one_worker_per_gpu_each_seeing_only_its_own(write_study, mon
 
     path = write_study(tiny_study_text(name="gpus", extra="storage: journal:///runs/gpus.journal\n"))
     started = fake_workers
-    monkeypatch.setattr(cli, "_print_best", lambda cfg, paths: None)
+    monkeypatch.setattr(cli, "print_search_summaries", lambda *args: None)
     assert main(["run", str(path), "--gpus", "2,3", "--phase", "search"]) == 0
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["2", "3"]
     assert all(cmd[-4:] == ["search", "--quiet", "--workers", "2"] for cmd, _ in started)

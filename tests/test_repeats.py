@@ -10,6 +10,9 @@ from optuna.trial import TrialState
 from ablate.cli import main
 from ablate.config import load_study
 from ablate.study import (
+    CellSettings,
+    RepeatCell,
+    adapter,
     cell_settings,
     collect_results,
     open_storage,
@@ -36,14 +39,14 @@ def _setup(write_study, name):
 def test_cells_pair_arms_by_seed_on_the_best_hyperparameters(write_study):
     path, cfg, paths = _setup(write_study, "cells")
     cells = repeat_cells(cfg)
-    assert len(cells) == 6 and {c["arm"] for c in cells} == {"fmce", "nfmce", "single"}
+    assert len(cells) == 6 and {c.arm for c in cells} == {"fmce", "nfmce", "single"}
     study = run_search(cfg, paths)
-    best = {"settings": study.best_trial.params, "precision": "fp32"}
-    run = repeat_config(cfg, best, {"arm": "nfmce", "dataset": "digits", "seed": 1})
-    assert run.model.arm == "nfmce" and run.train.seed == 1 and run.train.lr == best["settings"]["train.lr"]
+    best = CellSettings(study.best_trial.params, "fp32")
+    run = repeat_config(cfg, best, RepeatCell("nfmce", "digits", 1))
+    assert run.model.arm == "nfmce" and run.train.seed == 1 and run.train.lr == best.settings["train.lr"]
     assert run.train.precision == "fp32"
     assert run.model.model1.lr == cfg.train.lr  # the stage-1 recipe is the study's, not the trial's
-    assert repeat_config(cfg, best, {"arm": "single", "dataset": "digits", "seed": 1}).model.kind == "single"
+    assert repeat_config(cfg, best, RepeatCell("single", "digits", 1)).model.kind == "single"
     assert run.dataset == cfg.dataset  # the split does not depend on the seed
 
 
@@ -58,9 +61,9 @@ def test_repeats_resume_after_an_interruption_with_exact_counts(write_study):
     trials = study.get_trials()
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
     cells = {(t.params["arm"], t.params["dataset"], t.params["seed"]) for t in trials}
-    assert cells == {(c["arm"], c["dataset"], c["seed"]) for c in repeat_cells(cfg)}
+    assert cells == {(c.arm, c.dataset, c.seed) for c in repeat_cells(cfg)}
     data = collect_results(cfg, paths)
-    assert len(data["results"]) == 6 and not data["missing"]
+    assert len(data.results) == 6 and not data.missing
     for t in trials:
         assert (t.user_attrs["head_similarity"] is None) == (t.params["arm"] == "single")
         assert t.user_attrs["seed"] == t.params["seed"]
@@ -70,11 +73,12 @@ def test_a_dead_workers_repeat_is_run_again(write_study):
     path, cfg, paths = _setup(write_study, "dead")
     run_search(cfg, paths)
     study = repeats_study(cfg, open_storage(paths.storage))
-    study.enqueue_trial({"arm": "fmce", "dataset": "digits", "seed": 0}, user_attrs=cell_settings(cfg, paths, "fmce"))
+    study.enqueue_trial({"arm": "fmce", "dataset": "digits", "seed": 0}, user_attrs=cell_settings(cfg, paths, "fmce").user_attrs())
     trial = study.ask()  # claimed by a worker that then died
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    study._storage.set_trial_system_attr(trial._trial_id, "ablate:worker", {"host": __import__("socket").gethostname(), "pid": dead.pid})
+    adapter.storage_of(study).set_trial_system_attr(adapter.trial_id(trial), "ablate:worker",
+                                                    {"host": __import__("socket").gethostname(), "pid": dead.pid})
     run_repeats(cfg, paths)
     trials = study.get_trials()
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 6
@@ -87,21 +91,21 @@ def test_a_dead_workers_repeat_is_run_again(write_study):
 
 
 def test_a_cell_that_keeps_failing_is_named_missing_in_the_report(write_study, monkeypatch):
-    import ablate.study as study_module
+    import ablate.study.trial as trial_module
     from ablate.errors import TrainingError
 
     path, cfg, paths = _setup(write_study, "missing")
     run_search(cfg, paths)
-    real = study_module.train_run
+    real = trial_module.train_run
 
     def fail_single_seed1(run_cfg, **kwargs):
         if run_cfg.model.kind == "single" and run_cfg.train.seed == 1:
             raise TrainingError("loss became nan in epoch 1: training diverged")
         return real(run_cfg, **kwargs)
 
-    monkeypatch.setattr(study_module, "train_run", fail_single_seed1)
+    monkeypatch.setattr(trial_module, "train_run", fail_single_seed1)
     given_up = run_repeats(cfg, paths)
-    assert given_up == [{"arm": "single", "dataset": "digits", "seed": 1}]
+    assert given_up == [RepeatCell("single", "digits", 1)]
     study = repeats_study(cfg, open_storage(paths.storage))
     assert len(study.get_trials(states=(TrialState.FAIL,))) == 2  # first try and one retry
     assert main(["report", str(path)]) == 0
@@ -170,7 +174,7 @@ def test_a_single_arm_with_the_stage1_recipe_serves_as_model1(write_study):
     records = _stage1_records(cfg, paths)
     assert all(rec["reused"] is True and rec["recipe"]["lr"] == 1.0e-3 for rec in records.values())
     data = collect_results(cfg, paths)
-    rows = data["results"].set_index(["arm", "seed"])
+    rows = data.results.set_index(["arm", "seed"])
     # the DueHeadNet's training images count its stage 1, reused or not
     assert (rows.loc[("fmce", 0), "train_images"] == 2 * rows.loc[("single", 0), "train_images"])
     assert rows.loc[("fmce", 0), "params"] > rows.loc[("fmce", 0), "trainable_params"]
@@ -221,7 +225,7 @@ def test_every_arm_gets_its_own_search_with_the_same_budget(write_study):
         assert t.user_attrs["settings"] == best[t.params["arm"]]
         assert t.user_attrs["config"]["train"]["lr"] == best[t.params["arm"]]["train.lr"]
         assert t.user_attrs["tuning"]["method"] == "per-arm"
-    tuning = collect_results(cfg, paths)["tuning"]
+    tuning = collect_results(cfg, paths).tuning
     assert tuning["fmce"]["settings"] == best["fmce"] and len(tuning["fmce"]["search_values"]) == 3
     assert tuning["single"]["n_trials"] == 2
 
@@ -258,48 +262,51 @@ def _fake_training(ahead):
 
 
 def test_sequential_looks_add_batches_until_every_contrast_is_decided(write_study, monkeypatch):
-    import ablate.study as study_module
+    import ablate.study.trial as trial_module
+    from ablate.analysis import SequentialPlan
     from ablate.stats import sequential_look
+    from ablate.study import repeats_progress
 
     path = write_study(tiny_study_text(name="looks", n_trials=0, extra=LOOKS.format(c_lr=0.003)))
     cfg = load_study(path)
     paths = resolve_paths(cfg, path)
-    monkeypatch.setattr(study_module, "train_run", _fake_training(AHEAD))
-    monkeypatch.setattr(study_module, "_upload_curve", lambda *args: None)  # half the time, not under test
+    monkeypatch.setattr(trial_module, "train_run", _fake_training(AHEAD))
+    monkeypatch.setattr(trial_module, "upload_curve", lambda *args: None)  # half the time, not under test
     assert run_repeats(cfg, paths) == []
     trials = repeats_study(cfg, open_storage(paths.storage)).get_trials()
     assert all(t.state == TrialState.COMPLETE for t in trials)
     # two looks of 3 seeds for every arm; the third batch is never enqueued
     assert sorted((t.params["arm"], t.params["seed"]) for t in trials) == [(a, s) for a in "abc" for s in range(6)]
     assert {t.params["seed"]: t.user_attrs["look"] for t in trials} == {s: s // 3 + 1 for s in range(6)}
-    progress = study_module.repeats_progress(cfg, trials)
+    progress = repeats_progress(cfg, trials)
     assert progress.stopped and progress.seeds == 6 and progress.look.look == 2
     decisions = progress.look.decisions
     assert [(k[1], k[2], d.decision, d.look) for k, d in decisions.items()] == [
         ("a", "b", "A better", 1), ("a", "c", "B better", 2), ("b", "c", "B better", 1)]
     # the same verdicts from the results table, as the report computes them
     data = collect_results(cfg, paths)
-    assert list(data["results"]["look"]) == [s // 3 + 1 for s in data["results"]["seed"]] and not data["missing"]
-    again = sequential_look(data["results"], looks=[3, 6, 9], spending="pocock", comparisons=3)
+    assert list(data.results["look"]) == [s // 3 + 1 for s in data.results["seed"]] and not data.missing
+    again = sequential_look(data.results, SequentialPlan(looks=(3, 6, 9), spending="pocock", comparisons=3))
     assert again.decisions == decisions
     run_repeats(cfg, paths)  # a stopped design adds nothing
     assert len(repeats_study(cfg, open_storage(paths.storage)).get_trials()) == len(trials)
 
 
 def test_a_fixed_design_plans_every_seed_at_once(write_study, monkeypatch):
-    import ablate.study as study_module
+    import ablate.study.trial as trial_module
+    from ablate.study import sequential_settings
 
     text = tiny_study_text(name="fixedlooks", n_trials=0, extra=LOOKS.format(c_lr=0.003))
     path = write_study(text.replace("seeds: {min: 3, max: 9, step: 3}", "seeds: 3"))
     cfg = load_study(path)
     paths = resolve_paths(cfg, path)
-    monkeypatch.setattr(study_module, "train_run", _fake_training(AHEAD))
-    monkeypatch.setattr(study_module, "_upload_curve", lambda *args: None)  # half the time, not under test
+    monkeypatch.setattr(trial_module, "train_run", _fake_training(AHEAD))
+    monkeypatch.setattr(trial_module, "upload_curve", lambda *args: None)  # half the time, not under test
     run_repeats(cfg, paths)
     trials = repeats_study(cfg, open_storage(paths.storage)).get_trials()
     assert len(trials) == 9 and all(t.state == TrialState.COMPLETE for t in trials)
     data = collect_results(cfg, paths)
-    assert "look" not in data["results"].columns and study_module.sequential_settings(cfg) is None
+    assert "look" not in data.results.columns and sequential_settings(cfg) is None
 
 
 # Two single heads on the tiny digits: one learns (about 60% after 6 epochs), one is starved of a
@@ -381,12 +388,12 @@ def test_plan_reads_the_sd_of_the_earlier_repeats(stopped_early, capsys):
 
     import numpy as np
 
-    from ablate.cli import _earlier_sd
+    from ablate.study import earlier_sd
 
     path, cfg, paths = stopped_early
     results = pd.read_csv(paths.report_dir / "results.csv").set_index(["arm", "seed"])["accuracy"]
     d = (results["good"] - results["starved"]) * 100
-    sd, source = _earlier_sd(cfg, path)
+    sd, source = earlier_sd(cfg, paths)
     assert sd == pytest.approx(float(np.std(d, ddof=1)))
     assert source == "earlier repeats: pooled over 1 contrast x data set row, 3 paired seeds"
     assert main(["plan", str(path), "--json"]) == 0
@@ -396,10 +403,11 @@ def test_plan_reads_the_sd_of_the_earlier_repeats(stopped_early, capsys):
 
 
 def test_earlier_sd_is_none_without_repeats_and_creates_nothing(write_study, tmp_path):
-    from ablate.cli import _earlier_sd
+    from ablate.study import earlier_sd
 
     path = write_study(starved_study_text("fresh"))
-    assert _earlier_sd(load_study(path), path) is None
+    cfg = load_study(path)
+    assert earlier_sd(cfg, resolve_paths(cfg, path)) is None
     assert not (tmp_path / "runs").exists()
 
 

@@ -6,8 +6,8 @@ repeats, a loop kills a worker with SIGKILL ten times in a row, at random moment
 kinds, and starts it again at once:
 
 - mid-trial: while it trains a trial;
-- in the claim lock: ABLATE_TEST_PAUSE_IN_CLAIM makes every worker hold the claim lock for a
-  moment with a trial asked for but not yet tagged, and says so on stderr;
+- in the claim lock: every worker runs through ``tests/claim_pausing_worker.py``, which holds the
+  claim lock for a moment with a trial asked for but not yet tagged, and says so on stderr;
 - mid-report: after the repeats, while it writes the report.
 
 At the end every requested search trial and repeat cell is COMPLETE or PRUNED exactly once,
@@ -35,12 +35,13 @@ from optuna.trial import TrialState
 
 from ablate.config import load_study
 from ablate.study import open_storage, repeat_cells, repeats_study, resolve_paths, search_study
+from tests.claim_pausing_worker import HELD
 
 POSTGRES = os.environ.get("ABLATE_TEST_POSTGRES")
 KILLS = 10
 DEADLINE_S = 1200  # the whole soak; about 260 s alone on 2 cores, far longer beside a training run
 PAUSE_IN_CLAIM_S = 1.0
-HELD = "holds the claim lock"
+WORKER = Path(__file__).with_name("claim_pausing_worker.py")
 
 STUDY = """\
 name: {name}
@@ -79,10 +80,11 @@ class Worker:
         self.log = self.folder / f"log-{self.runs}.txt"
         self.seen = 0
         env = dict(os.environ, ABLATE_THREADS="1", OMP_NUM_THREADS="1", ABLATE_HEARTBEAT_INTERVAL="1",
-                   ABLATE_GRACE_PERIOD="4", PYTHONUNBUFFERED="1", ABLATE_TEST_PAUSE_IN_CLAIM=str(PAUSE_IN_CLAIM_S))
+                   ABLATE_GRACE_PERIOD="4", PYTHONUNBUFFERED="1")
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ablate", "run", str(self.study_file), "--storage", self.storage, "--quiet"],
+                [sys.executable, str(WORKER), str(PAUSE_IN_CLAIM_S), "run", str(self.study_file), "--storage",
+                 self.storage, "--quiet"],
                 cwd=self.folder, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
     def alive(self) -> bool:
@@ -143,7 +145,7 @@ def _check_storage(cfg, url: str) -> tuple[int, int, int]:
         [(t.number, t.state.name) for t in trials + cells]
     done = Counter((t.params["arm"], t.params["dataset"], t.params["seed"]) for t in cells
                    if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
-    expected = {(c["arm"], c["dataset"], c["seed"]) for c in repeat_cells(cfg)}
+    expected = {(c.arm, c.dataset, c.seed) for c in repeat_cells(cfg)}
     assert set(done) == expected, f"missing cells: {expected - set(done)}"
     assert max(done.values()) == 1, f"duplicate cells: {[c for c, n in done.items() if n > 1]}"
     half_claimed = sum("died while claiming it" in t.user_attrs.get("fail_reason", "") for t in trials + cells)

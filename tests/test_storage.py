@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 
 from ablate.cli import main
 from ablate.config import load_study
-from ablate.study import (_claim_lock, _pid_alive, _worker_id, open_storage, repeats_study, requeue_dead_trials,
-                          resolve_paths, search_study)
+from ablate.study import (adapter, claim_lock, open_storage, pid_alive, repeats_study, requeue_dead_trials,
+                          resolve_paths, search_study, worker_id)
 from tests.conftest import tiny_study_text
 
 REPEATS = "repeats:\n  seeds: 2\n  params: fixed\n"
@@ -125,25 +125,25 @@ def test_a_url_without_password_takes_it_from_pgpassword_or_pgpass(study_in_subf
 
 
 def test_a_pid_is_alive_only_while_its_own_process_runs():
-    me = _worker_id()
-    assert _pid_alive(me["pid"], me["started"]) and _pid_alive(me["pid"])
-    assert not _pid_alive(me["pid"], me["started"] - 3600), "a reused pid belongs to a process started later"
+    me = worker_id()
+    assert pid_alive(me["pid"], me["started"]) and pid_alive(me["pid"])
+    assert not pid_alive(me["pid"], me["started"] - 3600), "a reused pid belongs to a process started later"
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     started = psutil.Process(child.pid).create_time()
-    assert _pid_alive(child.pid, started)
+    assert pid_alive(child.pid, started)
     child.kill()
     time.sleep(0.5)
-    assert not _pid_alive(child.pid, started), "a killed, unreaped child (zombie) is dead"
+    assert not pid_alive(child.pid, started), "a killed, unreaped child (zombie) is dead"
     child.wait()
-    assert not _pid_alive(child.pid, started) and not _pid_alive(-1)
+    assert not pid_alive(child.pid, started) and not pid_alive(-1)
 
 
 def test_a_killed_holders_claim_lock_is_free_at_once(tmp_path):
     url = f"journal:///{tmp_path / 'k.journal'}"
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom ablate.study import _claim_lock\n"
-         f"with _claim_lock(None, {url!r}, 'k'):\n    print('held', flush=True)\n    time.sleep(600)\n"],
+         "import sys, time\nfrom ablate.study import claim_lock\n"
+         f"with claim_lock(None, {url!r}, 'k'):\n    print('held', flush=True)\n    time.sleep(600)\n"],
         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent)))
     assert holder.stdout.readline().strip() == "held"
     claim = next(tmp_path.glob("k.journal.*.claim"))
@@ -152,7 +152,7 @@ def test_a_killed_holders_claim_lock_is_free_at_once(tmp_path):
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     start = time.monotonic()
-    with _claim_lock(None, url, "k"):  # not 120 s later: the kernel dropped the dead holder's flock
+    with claim_lock(None, url, "k"):  # not 120 s later: the kernel dropped the dead holder's flock
         pass
     assert time.monotonic() - start < 2
 
@@ -173,7 +173,7 @@ def test_a_trial_whose_worker_died_while_claiming_it_is_retried_with_its_cell(tm
     study = repeats_study(cfg, open_storage(url))
     study.enqueue_trial({"arm": "a", "dataset": "digits", "seed": 0})
     half = study.ask()  # ... and the worker dies before tagging it (no heartbeat either)
-    with _claim_lock(study._storage, url, study.study_name):
+    with claim_lock(adapter.storage_of(study), url, study.study_name):
         assert requeue_dead_trials(study, url, max_retry=2) == [half.number]
     trials = study.get_trials()
     assert trials[half.number].state == TrialState.FAIL

@@ -91,7 +91,7 @@ def _check_everything_ran_once(cfg, paths, killed_number: int) -> None:
 
     repeats = repeats_study(cfg, storage).get_trials()
     cells = [(t.params["arm"], t.params["dataset"], t.params["seed"]) for t in repeats if t.state == TrialState.COMPLETE]
-    expected = [(c["arm"], c["dataset"], c["seed"]) for c in repeat_cells(cfg)]
+    expected = [(c.arm, c.dataset, c.seed) for c in repeat_cells(cfg)]
     assert sorted(cells) == sorted(expected) and len(cells) == len(set(cells))
     results = pd.read_csv(paths.report_dir / "results.csv")
     assert len(results) == len(expected)
@@ -165,7 +165,7 @@ def test_repeats_killed_mid_trial_and_restarted_end_with_every_cell_once(tmp_pat
     assert again.returncode == 0, out
     trials = study.get_trials()
     complete = [(t.params["arm"], t.params["dataset"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
-    assert sorted(complete) == sorted((c["arm"], c["dataset"], c["seed"]) for c in repeat_cells(cfg))
+    assert sorted(complete) == sorted((c.arm, c.dataset, c.seed) for c in repeat_cells(cfg))
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [victim.number]
     assert len(trials) == len(complete) + 1
 

@@ -23,7 +23,7 @@ from ablate.errors import AblateError
 __all__ = ["OptunaChanged", "check", "check_once", "enqueued_params", "heartbeat", "rdb_engine",
            "record_heartbeat", "storage_of", "trial_id"]
 
-MODULE = "ablate/_optuna.py"
+MODULE = "ablate/study/adapter.py"
 
 
 class OptunaChanged(AblateError):
