@@ -494,8 +494,7 @@ def _start_trial(trial: optuna.Trial, run_cfg: RunConfig, events: Events, study_
     import torch
 
     if run_cfg.train.precision == "auto":  # a search trial: resolved by the worker that runs it
-        precision = resolve_precision("auto", resolve_device(run_cfg.train.device))
-        run_cfg = with_overrides(run_cfg, {"train.precision": precision}, "precision")
+        run_cfg = resolve_precision(run_cfg)
     trial.set_user_attr("config", run_cfg.model_dump(mode="json"))
     trial.set_user_attr("config_hash", config_hash(run_cfg))
     trial.set_user_attr("seed", run_cfg.train.seed)
@@ -561,7 +560,7 @@ def _run_fused_trials(trials: list[optuna.Trial], run_cfgs: list[RunConfig], pat
     Each cell stays its own trial with its own curves, attributes and artifact; a seed that
     fails (NaN loss) fails alone. Returns, per trial, its value or the exception that ended it.
     """
-    from ablate.fused import train_fused
+    from ablate.train import train_fused
 
     run_cfgs = [_start_trial(t, c, events, study_label) for t, c in zip(trials, run_cfgs)]
     reporters = [_epoch_reporter(t, c, events, study_label, prune=False) for t, c in zip(trials, run_cfgs)]
@@ -820,7 +819,7 @@ def cell_settings(cfg: StudyConfig, paths: StudyPaths, arm: str) -> dict[str, An
         source = f"{study.study_name} trial {best.number} (validation accuracy {best.value:.4f})"
     run = repeat_config(cfg, {"settings": settings, "precision": "auto"},
                         {"arm": arm, "dataset": cfg.dataset.name, "seed": cfg.train.seed})
-    precision = resolve_precision(run.train.precision, resolve_device(run.train.device))
+    precision = resolve_precision(run).train.precision
     return {"settings": settings, "precision": precision, "tuning": {"method": method, "source": source}}
 
 

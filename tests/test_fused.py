@@ -1,4 +1,4 @@
-"""ablate.fused: a fused seed is the same experiment as the seed alone.
+"""ablate.train.fused: a fused seed is the same experiment as the seed alone.
 
 Fused and lone runs of the same seeds are compared on what must agree exactly or to float
 tolerance: the batches each seed sees, in order, and the losses of the first epochs. Final
@@ -14,12 +14,10 @@ import torch
 from ablate.config import ModelConfig, parse_study, with_overrides
 from ablate.data import DeviceImages
 from ablate.errors import ConfigError
-from ablate.fused import FusedModel, check_fusable, train_fused
-from ablate.train import resolve_precision
 from ablate.models import build_model
 from ablate.records import TrialResult
 from ablate.seeding import seed_everything
-from ablate.train import stage1_path, train_run
+from ablate.train import FusedModel, check_fusable, numerics, stage1_path, train_fused, train_run
 from tests.conftest import tiny_study_text
 
 RTOL = 1e-4
@@ -144,7 +142,7 @@ def test_one_fused_step_is_each_model_alone(kind):
         for n, b in m.state_dict().items():  # running means, variances, batch counts
             torch.testing.assert_close(state[n][k], b, rtol=1e-5, atol=1e-6)
     if kind == "dual":  # a frozen model1 ran in eval mode: its statistics did not move
-        assert not fused._base.model1.training and fused._base.model2.training
+        assert not fused.template.model1.training and fused.template.model2.training
         assert int(state["model1.bn1.num_batches_tracked"][0]) == 0
         assert int(state["model2.bn1.num_batches_tracked"][0]) == 1
 
@@ -224,8 +222,8 @@ def test_only_configs_that_differ_in_the_seed_fuse(run_cfg):
 
 def test_precision_names():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_precision("fp32", cuda) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
-    assert resolve_precision("auto", cuda) == "bf16"
-    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    assert numerics("fp32", cuda).precision == "fp32" and numerics("bf16", cpu).precision == "bf16"
+    assert numerics("auto", cuda).precision == "bf16"
+    assert numerics("auto", cpu).precision in ("fp32", "bf16")
     with pytest.raises(ConfigError, match="expected auto, fp32 or bf16"):
-        resolve_precision("fp16", cpu)
+        numerics("fp16", cpu)
