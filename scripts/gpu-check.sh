@@ -2,7 +2,7 @@
 # Every GPU check of issues 4 and 11, in one go, on one GPU (an H200 when one is lent):
 #   1. e2e      `ablate run` end to end on CUDA: a short search, the repeats, the report
 #               (digits, offline); then every trial is checked: COMPLETE, on CUDA, attributes there
-#   2. fused    ablate.fused.train_fused of 4 seeds on CUDA against the 4 seeds one by one
+#   2. fused    ablate.train.train_fused of 4 seeds on CUDA against the 4 seeds one by one
 #   3. fuse-K   ablate bench --fuse K, seresnet18, 32 px, batch 64 a seed, K = 1, 4, 8, 16
 #               (K = 1 also times all three models: today's loop_over_bare and DueHeadNet ratios)
 #   4. r50      seresnet50 at 224 px, fused 4 and alone, and the measured bf16 matmul peak

@@ -77,9 +77,8 @@ def fused(k: int, tiny: bool) -> dict:
     import torch
 
     from ablate.config import RunConfig, with_overrides
-    from ablate.fused import train_fused
     from ablate.records import TrialResult
-    from ablate.train import train_run
+    from ablate.train import train_fused, train_run
 
     size, epochs, backbone = (16, 1, "test_resnet") if tiny else (32, 3, "seresnet18")
     base = RunConfig()

@@ -3,10 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+import ablate.train.device
 from ablate.config import parse_study, with_overrides
 from ablate.errors import TrainingError
-from ablate.train import (ensemble_member_seeds, resolve_precision, single_checkpoint_path, stage1_config, stage1_path,
-                          train_run)
+from ablate.train import (ensemble_member_seeds, numerics, resolve_precision, single_checkpoint_path, stage1_config,
+                          stage1_path, train_run)
 from tests.conftest import tiny_study_text
 
 
@@ -106,15 +107,28 @@ def test_an_ensemble_averages_two_members_of_its_own(run_cfg, tmp_path):
     assert 0.0 <= result.test_accuracy <= 1.0 and (result.test_accuracy * 30) == pytest.approx(round(result.test_accuracy * 30))
 
 
-def test_precision_auto_is_resolved_to_what_the_device_does_natively(monkeypatch):
-    import ablate.train as train_module
+def test_precision_auto_is_resolved_to_what_the_device_does_natively(monkeypatch, run_cfg):
+    cpu = torch.device("cpu")
+    assert numerics("fp32", cpu).precision == "fp32"
+    assert numerics("bf16", cpu).precision == "bf16"
+    monkeypatch.setattr(ablate.train.device, "cpu_has_bf16", lambda: True)
+    assert numerics("auto", cpu).precision == "bf16"
+    auto = with_overrides(run_cfg, {"train.precision": "auto"})
+    assert resolve_precision(auto) == with_overrides(run_cfg, {"train.precision": "bf16"})
+    monkeypatch.setattr(ablate.train.device, "cpu_has_bf16", lambda: False)
+    assert numerics("auto", cpu).precision == "fp32"
+    assert resolve_precision(auto) == with_overrides(run_cfg, {"train.precision": "fp32"})
+    assert resolve_precision(run_cfg) is run_cfg  # already concrete: the run itself
 
-    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: True)
-    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: False)
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+def test_the_layout_goes_with_the_precision_and_the_device():
+    """One rule for training, fused training and the benchmark: channels_last with bf16 and on CUDA."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not numerics("fp32", cpu).channels_last and numerics("bf16", cpu).channels_last
+    assert numerics("fp32", cuda).channels_last and numerics("bf16", cuda).channels_last
+    x = torch.zeros(2, 4, 3, 8, 8)  # (K, B, C, H, W): every image channels-last
+    assert numerics("bf16", cpu).for_batch(x).stride()[-3:] == (1, 8 * 3, 3)
+    assert numerics("fp32", cpu).for_batch(x) is x
 
 
 def test_a_bf16_run_trains_and_records_its_precision(run_cfg, tmp_path):
@@ -124,10 +138,8 @@ def test_a_bf16_run_trains_and_records_its_precision(run_cfg, tmp_path):
 
 
 def test_nan_loss_stops_with_a_reason(run_cfg, tmp_path, monkeypatch):
-    import ablate.train as train_module
-
-    real = train_module.F.cross_entropy
-    monkeypatch.setattr(train_module.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = torch.nn.functional.cross_entropy
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
     with pytest.raises(TrainingError, match="loss became nan in epoch 1"):
         train_run(with_overrides(run_cfg, {"model.kind": "single"}), base=tmp_path)
 

@@ -1,0 +1,5 @@
+import sys
+
+from ablate.bench.command import cli
+
+sys.exit(cli())
