@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from ablate.analysis import Spending
 from ablate.errors import ConfigError
 
 __all__ = [
@@ -228,7 +229,7 @@ CONTROLS = ("single-long", "ensemble")
 
 
 class SequentialSeeds(_Frozen):
-    """Seeds run in batches until every contrast is decided (``ablate.sequential``).
+    """Seeds run in batches until every contrast is decided (``ablate.stats.sequential``).
 
     The looks are at ``min``, ``min + step``, ... seeds and always at ``max``: when
     ``max - min`` is not a multiple of ``step`` the last batch is shorter (6, 13, 20, 27, 30
@@ -272,7 +273,7 @@ class RepeatsConfig(_Frozen):
 
     arms: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_ARMS), min_length=2)
     seeds: Seeds = 10
-    spending: Literal["obrien-fleming", "pocock"] = "obrien-fleming"
+    spending: Spending = "obrien-fleming"
     first_seed: int = 0
     datasets: list[str] = Field(default_factory=list)  # empty: the study's dataset.name
     # per-arm: every arm gets its own search of search.n_trials trials (the default when the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["EpochStats", "TrialResult", "late_gain"]
+__all__ = ["EpochStats", "TrialResult", "late_gain", "ensemble_members"]
 
 
 def late_gain(values: list[float], members: int = 1) -> float:
@@ -22,6 +22,11 @@ def late_gain(values: list[float], members: int = 1) -> float:
         return sum(gains) / members
     k = max(1, len(values) // 4)
     return values[-1] - values[-1 - k] if len(values) > k else float("nan")
+
+
+def ensemble_members(extras: dict) -> int:
+    """How many members a run's curves hold one after the other (its ensemble's, else 1)."""
+    return len((extras or {}).get("ensemble", {}).get("member_seeds", [])) or 1
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,7 @@ class TrialResult:
     @property
     def val_gain_last_quarter(self) -> float:
         """:func:`late_gain` of the validation curve (an ensemble: of each member's own)."""
-        members = len(self.extras.get("ensemble", {}).get("member_seeds", [])) or 1
-        return late_gain([e.val_accuracy for e in self.curves], members)
+        return late_gain([e.val_accuracy for e in self.curves], ensemble_members(self.extras))
 
     def curves_dict(self) -> list[dict]:
         return [asdict(e) for e in self.curves]

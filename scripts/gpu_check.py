@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-# The attributes every completed trial carries (ablate.study._run_trial and _record).
+# The attributes every completed trial carries (ablate.study.trial: start_trial and record_result).
 TRIAL_ATTRS = ("config", "config_hash", "seed", "arm_kind", "versions", "val_accuracy", "test_accuracy",
                "best_epoch", "curves", "n_params", "n_trainable", "wall_time", "device", "images_per_second")
 

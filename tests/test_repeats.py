@@ -434,3 +434,34 @@ def test_fused_repeats_keep_one_trial_and_one_record_per_seed(write_study):
         assert pair[0].user_attrs["curves"] != pair[1].user_attrs["curves"]  # each seed its own run
     assert all("fused" not in by_cell[("ensemble", s)].user_attrs.get("extras", {}) for s in (0, 1))
     assert by_cell[("fmce", 0)].user_attrs["train_images"] == 2 * by_cell[("single", 0)].user_attrs["train_images"]
+
+
+def test_a_worker_killed_between_its_cells_parameters_leaves_the_cell_run_once(write_study, monkeypatch):
+    """A worker can die after the first of the three suggests that read its cell (arm, then data
+    set, then seed): its trial then holds {"arm": ...} alone, and so does the retry that copies it.
+    Both still belong to the enqueued cell; nothing may enqueue that cell again (found by the kill
+    soak: a cell run twice)."""
+    import socket
+
+    import ablate.study.trial as trial_module
+
+    path = write_study(tiny_study_text(name="partial", n_trials=0, extra=LOOKS.format(c_lr=0.003).replace(
+        "seeds: {min: 3, max: 9, step: 3}", "seeds: 2")))
+    cfg = load_study(path)
+    paths = resolve_paths(cfg, path)
+    monkeypatch.setattr(trial_module, "train_run", _fake_training(AHEAD))
+    monkeypatch.setattr(trial_module, "upload_curve", lambda *args: None)
+    run_repeats(cfg, paths, max_trials=0)  # enqueues every cell, runs none
+    study = repeats_study(cfg, open_storage(paths.storage))
+    trial = study.ask()  # the first cell, claimed by a worker that then died ...
+    trial.suggest_categorical("arm", list(cfg.arms))  # ... right after its first suggest
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    adapter.storage_of(study).set_trial_system_attr(adapter.trial_id(trial), "ablate:worker",
+                                                    {"host": socket.gethostname(), "pid": dead.pid, "trial": trial.number})
+    assert run_repeats(cfg, paths) == []
+    done = [RepeatCell.of(t) for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert sorted(done) == sorted(repeat_cells(cfg)), "every cell exactly once"
+    trials = study.get_trials()
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [trial.number]
+    assert len(trials) == len(repeat_cells(cfg)) + 1, "no cell enqueued a second time"

@@ -99,3 +99,27 @@ def test_redact_hides_passwords():
     assert redact("postgresql://alice:s3cret@db.example/ablate") == "postgresql://alice:***@db.example/ablate"
     assert "s3cret" not in redact("postgresql+psycopg2://alice:s3cret@localhost:5432/x")
     assert redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_every_sampler_and_pruner_a_study_file_may_name_has_a_builder():
+    """The registries answer for every name the study file allows; an unknown name lists the valid ones."""
+    import typing
+
+    from ablate.config import PrunerConfig, SamplerConfig, parse_study
+    from ablate.errors import ConfigError
+    from ablate.study.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
+
+    samplers = typing.get_args(SamplerConfig.model_fields["name"].annotation)
+    pruners = typing.get_args(PrunerConfig.model_fields["name"].annotation)
+    assert set(samplers) == set(SAMPLERS) and set(pruners) == set(PRUNERS)
+    for sampler in samplers:
+        for pruner in pruners:
+            space = "{model.constraint.on: {choices: [true, false]}}"
+            cfg = parse_study(f"name: x\nsearch: {{sampler: {{name: {sampler}, seed: 3}}, pruner: {{name: {pruner}}}, "
+                              f"space: {space}}}\n")
+            assert isinstance(make_sampler(cfg), optuna.samplers.BaseSampler)
+            assert isinstance(make_pruner(cfg), optuna.pruners.BasePruner)
+    with pytest.raises(ConfigError, match="expected one of: grid, random, tpe"):
+        make_sampler(parse_study("name: x\n").model_copy(
+            update={"search": parse_study("name: x\n").search.model_copy(
+                update={"sampler": SamplerConfig.model_construct(name="cmaes", seed=0)})}))

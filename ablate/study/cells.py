@@ -32,9 +32,14 @@ class RepeatCell:
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> RepeatCell:
-        """The cell a trial runs. A WAITING trial (or a RUNNING one before its first suggest)
-        holds it in the enqueued parameters, not in ``params``."""
-        p = trial.params or adapter.enqueued_params(trial)
+        """The cell a trial runs: the parameters it was enqueued with, which a retry carries too.
+
+        Not ``params``: they fill in one suggest at a time, so a worker killed between its
+        cell's suggests leaves a trial (and a retry copying it) with ``{"arm": ...}`` alone, and
+        reading that as the cell made the cell look missing and be enqueued and run again (the
+        kill soak found such a cell run twice). ``params`` only for a trial never enqueued.
+        """
+        p = adapter.enqueued_params(trial) or trial.params
         return cls(p.get("arm"), p.get("dataset"), p.get("seed"))
 
     def __str__(self) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from ablate.records import late_gain
+from ablate.records import ensemble_members, late_gain
 from ablate.study.cells import RepeatCell
 
 __all__ = ["RESULT_EXTRAS", "result_row", "stored_late_gain"]
@@ -30,5 +30,4 @@ def stored_late_gain(attrs: dict[str, Any]) -> float | None:
     curves = attrs.get("curves") or []
     if not curves:
         return attrs.get("val_gain_last_quarter")
-    members = len((attrs.get("extras") or {}).get("ensemble", {}).get("member_seeds", [])) or 1
-    return late_gain([e["val_accuracy"] for e in curves], members)
+    return late_gain([e["val_accuracy"] for e in curves], ensemble_members(attrs.get("extras") or {}))
