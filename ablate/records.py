@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["EpochStats", "TrialResult", "late_gain", "ensemble_members"]
+__all__ = ["EpochStats", "Predictions", "TrialResult", "late_gain", "ensemble_members"]
 
 
 def late_gain(values: list[float], members: int = 1) -> float:
@@ -41,6 +41,22 @@ class EpochStats:
 
 
 @dataclass(frozen=True)
+class Predictions:
+    """A run's prediction for every test example, in the order of the test split.
+
+    ``example`` is the example's index in the whole data set (the same for every run tested on
+    that split), ``label`` its class and ``predicted`` the class the best-epoch model gave it.
+    """
+
+    example: tuple[int, ...]
+    label: tuple[int, ...]
+    predicted: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"example": list(self.example), "label": list(self.label), "predicted": list(self.predicted)}
+
+
+@dataclass(frozen=True)
 class TrialResult:
     """One finished run. Accuracies are fractions; ``val_accuracy`` is the best epoch's.
 
@@ -61,6 +77,7 @@ class TrialResult:
     train_images: int = 0  # training images seen, stage 1 and ensemble members included
     n_test: int = 0  # test-split size: one test image is 100 / n_test points
     extras: dict = field(default_factory=dict)
+    predictions: Predictions | None = None  # per test example (repeats store them for the report)
 
     @property
     def val_gain_last_quarter(self) -> float:

@@ -102,3 +102,20 @@ def test_repeats_spending_is_checked():
     assert parse_study("name: x\nrepeats: {spending: pocock}\n").repeats.spending == "pocock"
     with pytest.raises(ConfigError, match="repeats.spending: Input should be 'obrien-fleming' or 'pocock'"):
         parse_study("name: x\nrepeats: {spending: linear}\n")
+
+
+def test_a_sequential_plan_starts_at_five_seeds_and_says_why():
+    with pytest.raises(ConfigError, match=r"repeats.seeds: a sequential plan's first look \(min\) needs at least 5 seeds "
+                                          r"\(got min=3\).*no spread"):
+        parse_study("name: x\nrepeats: {seeds: {min: 3, max: 9, step: 3}}\n")
+    assert parse_study("name: x\nrepeats: {seeds: {min: 5, max: 9, step: 4}}\n").repeats.looks == (5, 9)
+    assert parse_study("name: x\nrepeats: {seeds: {min: 3, max: 3, step: 1}}\n").repeats.looks == (3,)  # fixed
+
+
+def test_repeats_vary_every_source_by_default_and_a_run_has_a_seed_per_source():
+    cfg = parse_study("name: x\ntrain: {seed: 4, order_seed: 9}\nrepeats: {seeds: 2}\n")
+    assert cfg.repeats.vary == ["init", "order", "augment", "split"]
+    assert [cfg.train.seed_of(s) for s in ("init", "order", "augment")] == [4, 9, 4]
+    assert cfg.dataset.partition == cfg.dataset.split_seed
+    with pytest.raises(ConfigError, match="repeats.vary"):
+        parse_study("name: x\nrepeats: {vary: [init, weather]}\n")
