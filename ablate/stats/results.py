@@ -35,10 +35,13 @@ __all__ = [
 RESULT_COLUMNS = ("dataset", "arm", "seed", "accuracy")
 # What a run cost and how it ended, as the study layer records it; a table from elsewhere may
 # have none of them. Integers may be empty (unknown); written to results.csv in this order.
+# ``split``: the seed a run's train / validation partition was drawn from; ``replicate``: which of
+# the study's independent searches chose the run's settings (0, the primary one, when absent).
 OPTIONAL_COLUMNS = (
     "params", "trainable_params", "train_images", "n_test", "val_gain_last_quarter", "wall_time", "look",
+    "split", "replicate",
 )  # fmt: skip
-_INTEGER_COLUMNS = frozenset({"params", "trainable_params", "train_images", "n_test", "look"})
+_INTEGER_COLUMNS = frozenset({"params", "trainable_params", "train_images", "n_test", "look", "split", "replicate"})
 
 # The FMCE study's arms, in the order a reader asks about them.
 DEFAULT_CONTRASTS: tuple[tuple[str, str], ...] = (("fmce", "nfmce"), ("nfmce", "single"), ("fmce", "single"))
@@ -110,18 +113,17 @@ def validate_results(results: pd.DataFrame) -> pd.DataFrame:
             f"row {i}: accuracy {float(acc.iloc[i - 1])!r} is not a fraction in [0, 1] "
             "(write 0.912, not 91.2)"
         )
-    dup = out.duplicated(subset=["dataset", "arm", "seed"], keep="first")
-    if dup.any():
-        i = _first(dup)
-        row = out.iloc[i - 1]
-        raise ConfigError(
-            f"row {i}: duplicate (dataset, arm, seed) = ({row['dataset']}, {row['arm']}, {row['seed']})"
-        )
     out["seed"] = out["seed"].astype("int64")
     out["accuracy"] = out["accuracy"].astype("float64")
     for name in OPTIONAL_COLUMNS:
         if name in results.columns:
             out[name] = _optional_column(results[name], name)
+    key = ["dataset", "arm", "seed"] + (["replicate"] if "replicate" in out.columns else [])
+    dup = out.duplicated(subset=key, keep="first")
+    if dup.any():
+        i = _first(dup)
+        row = out.iloc[i - 1]
+        raise ConfigError(f"row {i}: duplicate ({', '.join(key)}) = ({', '.join(str(row[k]) for k in key)})")
     return out
 
 
