@@ -234,15 +234,17 @@ def test_every_arm_gets_its_own_search_with_the_same_budget(write_study):
 
 # Three single-head arms told apart by their learning rate; the fake training below gives each a
 # known accuracy per seed, so the looks are exact and the test runs in seconds.
-LOOKS = ("repeats:\n  seeds: {{min: 3, max: 9, step: 3}}\n  spending: pocock\n  params: fixed\n  max_retries: 1\n"
+LOOKS = ("repeats:\n  seeds: {{min: 5, max: 15, step: 5}}\n  spending: pocock\n  params: fixed\n  max_retries: 1\n"
          "  arms: {{a: {{model.kind: single, train.lr: 0.001}}, b: {{model.kind: single, train.lr: 0.002}}, "
          "c: {{model.kind: single, train.lr: {c_lr}}}}}\n")
 
 
-# points above arm a's accuracy, per seed: b is 10 points behind (decided at the first look); c is
-# about 1 point ahead with an sd of 0.3: |t| = 4.8 at 3 seeds, below Pocock's 6.53, and 8.0 at 6
-# seeds, above 3.44, so c keeps every arm going to the second look and the design stops there.
-AHEAD = {0.001: [0.0] * 9, 0.002: [-10.0] * 9, 0.003: [1.3, 0.6, 1.1, 0.9, 1.4, 0.8, 5.0, 5.0, 5.0]}
+# points above arm a's accuracy, per seed: b is about 10 points behind (decided at the first look);
+# c is 1 point ahead with an sd of about 0.6: |t| = 3.2 at 5 seeds, below Pocock's 4.99 (3
+# comparisons, looks 5/10/15), and 5.7 at 10 seeds, above 3.58, so c keeps every arm going to the
+# second look and the design stops there. No difference is constant: zero spread decides nothing.
+AHEAD = {0.001: [0.0] * 15, 0.002: [-10.2, -9.8, -10.1, -9.9, -10.0] * 3,
+         0.003: [1.8, 0.2, 1.5, 0.4, 1.1, 1.6, 0.3, 1.2, 0.9, 1.0, 5.0, 5.0, 5.0, 5.0, 5.0]}
 
 
 def _fake_training(ahead):
@@ -275,18 +277,18 @@ def test_sequential_looks_add_batches_until_every_contrast_is_decided(write_stud
     assert run_repeats(cfg, paths) == []
     trials = repeats_study(cfg, open_storage(paths.storage)).get_trials()
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    # two looks of 3 seeds for every arm; the third batch is never enqueued
-    assert sorted((t.params["arm"], t.params["seed"]) for t in trials) == [(a, s) for a in "abc" for s in range(6)]
-    assert {t.params["seed"]: t.user_attrs["look"] for t in trials} == {s: s // 3 + 1 for s in range(6)}
+    # two looks of 5 seeds for every arm; the third batch is never enqueued
+    assert sorted((t.params["arm"], t.params["seed"]) for t in trials) == [(a, s) for a in "abc" for s in range(10)]
+    assert {t.params["seed"]: t.user_attrs["look"] for t in trials} == {s: s // 5 + 1 for s in range(10)}
     progress = repeats_progress(cfg, trials)
-    assert progress.stopped and progress.seeds == 6 and progress.look.look == 2
+    assert progress.stopped and progress.seeds == 10 and progress.look.look == 2
     decisions = progress.look.decisions
     assert [(k[1], k[2], d.decision, d.look) for k, d in decisions.items()] == [
         ("a", "b", "A better", 1), ("a", "c", "B better", 2), ("b", "c", "B better", 1)]
     # the same verdicts from the results table, as the report computes them
     data = collect_results(cfg, paths)
-    assert list(data.results["look"]) == [s // 3 + 1 for s in data.results["seed"]] and not data.missing
-    again = sequential_look(data.results, SequentialPlan(looks=(3, 6, 9), spending="pocock", comparisons=3))
+    assert list(data.results["look"]) == [s // 5 + 1 for s in data.results["seed"]] and not data.missing
+    again = sequential_look(data.results, SequentialPlan(looks=(5, 10, 15), spending="pocock", comparisons=3))
     assert again.decisions == decisions
     run_repeats(cfg, paths)  # a stopped design adds nothing
     assert len(repeats_study(cfg, open_storage(paths.storage)).get_trials()) == len(trials)
@@ -297,7 +299,7 @@ def test_a_fixed_design_plans_every_seed_at_once(write_study, monkeypatch):
     from ablate.study import sequential_settings
 
     text = tiny_study_text(name="fixedlooks", n_trials=0, extra=LOOKS.format(c_lr=0.003))
-    path = write_study(text.replace("seeds: {min: 3, max: 9, step: 3}", "seeds: 3"))
+    path = write_study(text.replace("seeds: {min: 5, max: 15, step: 5}", "seeds: 3"))
     cfg = load_study(path)
     paths = resolve_paths(cfg, path)
     monkeypatch.setattr(trial_module, "train_run", _fake_training(AHEAD))
@@ -310,8 +312,8 @@ def test_a_fixed_design_plans_every_seed_at_once(write_study, monkeypatch):
 
 
 # Two single heads on the tiny digits: one learns (about 60% after 6 epochs), one is starved of a
-# learning rate (chance, 10%). Pocock's first look at 3 seeds needs |t| > 6.53; here it is ~15.
-STARVED = ("repeats:\n  seeds: {min: 3, max: 9, step: 3}\n  spending: pocock\n  params: fixed\n"
+# learning rate (chance, 10%). Pocock's first look at 5 seeds needs |t| > 3.61; here it is ~20.
+STARVED = ("repeats:\n  seeds: {min: 5, max: 15, step: 5}\n  spending: pocock\n  params: fixed\n"
            "  arms: {good: {model.kind: single, model.backbone: test_resnet, train.lr: 0.01}, "
            "starved: {model.kind: single, model.backbone: test_resnet, train.lr: 1.0e-7}}\n")
 
@@ -343,19 +345,19 @@ def test_a_large_difference_stops_the_repeats_at_the_first_look(stopped_early):
     path, cfg, paths = stopped_early
     trials = repeats_study(cfg, open_storage(paths.storage)).get_trials()
     assert sorted((t.params["arm"], t.params["seed"]) for t in trials) == [
-        (arm, seed) for arm in ("good", "starved") for seed in range(3)]  # 3 of 9 seeds per arm
+        (arm, seed) for arm in ("good", "starved") for seed in range(5)]  # 5 of 15 seeds per arm
     assert all(t.state == TrialState.COMPLETE and t.user_attrs["look"] == 1 for t in trials)
     folder = paths.report_dir
     results = pd.read_csv(folder / "results.csv")
-    assert list(results["look"]) == [1] * 6
+    assert list(results["look"]) == [1] * 10
     seq = pd.read_csv(folder / "sequential.csv")
     row = seq.iloc[0]
     assert len(seq) == 1 and (row["arm_a"], row["arm_b"]) == ("good", "starved")
-    assert (row["decision"], row["look"], row["n"], row["boundary"], row["seeds_run"]) == ("A better", 1, 3, "upper", 3)
-    assert row["critical"] == pytest.approx(6.5324, abs=1e-3)  # Pocock-type, 1 comparison, looks 3/6/9
+    assert (row["decision"], row["look"], row["n"], row["boundary"], row["seeds_run"]) == ("A better", 1, 5, "upper", 5)
+    assert row["critical"] == pytest.approx(3.6058, abs=1e-3)  # Pocock-type, 1 comparison, looks 5/10/15
     by_arm = results.set_index(["arm", "seed"])["accuracy"]
     d = (by_arm["good"] - by_arm["starved"]).to_numpy() * 100
-    half = row["critical"] * d.std(ddof=1) / 3 ** 0.5
+    half = row["critical"] * d.std(ddof=1) / 5 ** 0.5
     assert (row["interval_low"], row["interval_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
     assert row["effect_source"] == "3 x rope" and row["effect"] == pytest.approx(3 * 100 / 60)  # one of 60 test images
     assert row["fixed_seeds_same_power"] >= 2 and 0 < row["power"] <= 1
@@ -363,7 +365,7 @@ def test_a_large_difference_stops_the_repeats_at_the_first_look(stopped_early):
     assert comparisons[["p_holm", "p_tost_holm", "mde_80"]].isna().all().all()
     assert comparisons["verdict"].iloc[0].startswith("significant: good better (sequential, look 1)")
     report = (folder / "report.md").read_text()
-    assert "decided at look 1 (3 seeds), upper boundary" in report and "## Sequential seeds" in report
+    assert "decided at look 1 (5 seeds), upper boundary" in report and "## Sequential seeds" in report
     tables = report.split("## Procedure")[0]
     assert "p Holm" not in tables and "MDE 80%" not in tables
     assert "p Holm, p TOST Holm and MDE 80% are not shown" in report
@@ -376,7 +378,7 @@ def test_a_sequential_report_regenerates_byte_for_byte(stopped_early, tmp_path):
     _, _, paths = stopped_early
     folder = paths.report_dir
     assert json.loads((folder / "analysis.json").read_text())["sequential"] == {
-        "looks": [3, 6, 9], "spending": "pocock", "comparisons": 1}
+        "looks": [5, 10, 15], "spending": "pocock", "comparisons": 1}
     out = tmp_path / "again"
     assert main(["report", "--results", str(folder / "results.csv"), "--out", str(out)]) == 0
     for name in ("results.csv", "analysis.json", "comparisons.csv", "sequential.csv", "across.csv", "summaries.csv"):
@@ -395,7 +397,7 @@ def test_plan_reads_the_sd_of_the_earlier_repeats(stopped_early, capsys):
     d = (results["good"] - results["starved"]) * 100
     sd, source = earlier_sd(cfg, paths)
     assert sd == pytest.approx(float(np.std(d, ddof=1)))
-    assert source == "earlier repeats: pooled over 1 contrast x data set row, 3 paired seeds"
+    assert source == "earlier repeats: pooled over 1 contrast x data set row, 5 paired seeds"
     assert main(["plan", str(path), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["sd"] == pytest.approx(sd) and plan["sd_source"] == source
@@ -446,7 +448,7 @@ def test_a_worker_killed_between_its_cells_parameters_leaves_the_cell_run_once(w
     import ablate.study.trial as trial_module
 
     path = write_study(tiny_study_text(name="partial", n_trials=0, extra=LOOKS.format(c_lr=0.003).replace(
-        "seeds: {min: 3, max: 9, step: 3}", "seeds: 2")))
+        "seeds: {min: 5, max: 15, step: 5}", "seeds: 2")))
     cfg = load_study(path)
     paths = resolve_paths(cfg, path)
     monkeypatch.setattr(trial_module, "train_run", _fake_training(AHEAD))

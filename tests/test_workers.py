@@ -187,7 +187,7 @@ def test_a_worker_killed_during_a_look_ends_with_exactly_the_planned_cells(tmp_p
     trials = study.get_trials()
     complete = [(t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
     # the design stops at the first look: each of its cells once, no cell of a later look
-    assert sorted(complete) == [(arm, seed) for arm in ("good", "starved") for seed in range(3)]
+    assert sorted(complete) == [(arm, seed) for arm in ("good", "starved") for seed in range(5)]
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [victim.number]
     assert len(trials) == len(complete) + 1
     assert all(t.user_attrs["look"] == 1 for t in trials)
