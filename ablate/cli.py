@@ -168,7 +168,7 @@ def _run_workers(args: argparse.Namespace, cfg, paths, phase: str, workers: int,
     Raises:
         WorkersFailed: a worker exited with an error.
     """
-    from ablate.study import planned_repeats, search_names
+    from ablate.study import planned_repeats, searches
     from ablate.train import available_cores
 
     threads = max(1, available_cores() // workers)
@@ -189,7 +189,7 @@ def _run_workers(args: argparse.Namespace, cfg, paths, phase: str, workers: int,
     if any(codes):
         raise WorkersFailed(f"{sum(c != 0 for c in codes)} of {workers} {phase} workers failed "
                             f"(exit codes {codes}); run the same command again to continue")
-    total = cfg.search.n_trials * len(search_names(cfg)) if phase == "search" else planned_repeats(cfg, paths)
+    total = cfg.search.n_trials * len(searches(cfg)) if phase == "search" else planned_repeats(cfg, paths)
     print(f"{phase}: done ({total} trials)")
 
 

@@ -149,6 +149,16 @@ def print_plan(plan: dict[str, Any]) -> None:
         console.print(f"  {label}: {value}")
     for line in _plan_warnings(plan):
         console.print(line)
+    console.print(_cost_line(plan["cost"]))
+
+
+def _cost_line(cost: dict[str, Any]) -> str:
+    """What the whole study costs, from ``ablate.study.cost.StudyCost``."""
+    images = ("the training images are unknown (the data set is not here to count)" if cost["training_images"] is None
+              else f"{cost['training_images']:,} training images ({cost['images_per_epoch']:,} an epoch)")
+    return (f"the whole study, at most: {cost['runs']} training runs ({cost['search_runs']} search trials, "
+            f"{cost['confirm_runs']} confirmation runs, {cost['stage1_runs']} stage-1 runs, {cost['repeat_runs']} "
+            f"repeat runs), {cost['epochs']:,} epochs, {images}; pruning and an early stop only save")
 
 
 def _plural(n: int, word: str) -> str:

@@ -89,8 +89,8 @@ def _defined_in(name: str) -> list[str]:
 @pytest.mark.parametrize(("name", "home"), [
     ("numerics", "train/device.py"),  # precision and memory layout, for lone, fused and bench runs
     ("resolve_precision", "train/device.py"),  # where train.precision: auto becomes concrete
-    ("recipe", "config.py"),  # the stage-1 recipe
-    ("arm_overrides", "config.py"),  # an arm's settings (resolved once: StudyConfig.arms)
+    ("recipe", "config/run.py"),  # the stage-1 recipe
+    ("arm_overrides", "config/study.py"),  # an arm's settings (resolved once: StudyConfig.arms)
     ("stage1_config", "train/stage1.py"),
     ("repeat_config", "study/repeats.py"),
 ])

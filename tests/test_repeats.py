@@ -47,7 +47,8 @@ def test_cells_pair_arms_by_seed_on_the_best_hyperparameters(write_study):
     assert run.train.precision == "fp32"
     assert run.model.model1.lr == cfg.train.lr  # the stage-1 recipe is the study's, not the trial's
     assert repeat_config(cfg, best, RepeatCell("single", "digits", 1)).model.kind == "single"
-    assert run.dataset == cfg.dataset  # the split does not depend on the seed
+    # the test split is the study's; the train/validation partition is the seed's (repeats.vary)
+    assert run.dataset.split_seed == cfg.dataset.split_seed and run.dataset.partition == 1
 
 
 def test_repeats_resume_after_an_interruption_with_exact_counts(write_study):
@@ -121,7 +122,7 @@ def test_report_from_storage_and_from_its_results_csv_agree(write_study, tmp_pat
         assert (folder / name).exists()
     results = pd.read_csv(folder / "results.csv")
     assert list(results.columns) == ["dataset", "arm", "seed", "accuracy", "params", "trainable_params",
-                                     "train_images", "n_test", "val_gain_last_quarter", "wall_time"]
+                                     "train_images", "n_test", "val_gain_last_quarter", "wall_time", "split"]
     assert len(results) == 6 and (results["n_test"] == 30).all()
     comparisons = pd.read_csv(folder / "comparisons.csv")
     assert [tuple(r) for r in comparisons[["arm_a", "arm_b"]].values] == [("fmce", "nfmce"), ("nfmce", "single"), ("fmce", "single")]
@@ -190,7 +191,7 @@ def test_every_arm_gets_its_own_search_with_the_same_budget(write_study):
     cfg = load_study(path)
     paths = resolve_paths(cfg, path)
     assert cfg.tuning == "per-arm"
-    studies = run_searches(cfg, paths)
+    studies = {s.arm: study for s, study in run_searches(cfg, paths).items()}
     assert set(studies) == {"fmce", "nfmce", "single"}
     params = {}
     for arm, study in studies.items():

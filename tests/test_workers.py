@@ -217,3 +217,28 @@ def test_a_killed_fused_worker_requeues_all_its_seeds_and_runs_each_once(tmp_pat
     failed = sorted(t.number for t in trials if t.state == TrialState.FAIL)
     assert failed == sorted(t.number for t in group)  # both seeds of the killed group, nothing else
     assert len(trials) == len(complete) + 2
+
+
+def test_a_worker_killed_during_the_confirmation_loses_nothing(tmp_path):
+    """Confirmation runs are trials like any other: a killed one is failed and run again, every
+    (candidate, seed) completes once."""
+    from ablate.study import confirm_study
+
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(tiny_study_text(name="confirmkill", n_trials=4, epochs=4).replace(
+        "  space:", "  confirm: {top: 1, seeds: 2}\n  space:") + "storage: journal:///runs/confirmkill.journal\n")
+    cfg = load_study(study_file)
+    paths = resolve_paths(cfg, study_file)
+    confirm = confirm_study(cfg, open_storage(paths.storage))
+    worker = _ablate(["run", str(study_file), "--phase", "search"], tmp_path)
+    victim = _kill_when(worker, lambda: next(
+        (t for t in confirm.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.intermediate_values), None))
+    assert victim is not None, "the worker never ran a confirmation trial"
+    again = _ablate(["run", str(study_file), "--phase", "search"], tmp_path)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    trials = confirm.get_trials()
+    done = sorted((t.params["candidate"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE)
+    assert len(done) == 2 and len(set(done)) == 2
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [victim.number]
+    assert len(trials) == 3

@@ -32,13 +32,15 @@ from ablate.study.repeats import (RepeatsProgress, cell_settings, fuse_count, re
 from ablate.study.results import (StudyResults, analysis_settings, collect_results, earlier_results,
                                   note_on_dashboard, search_summaries)
 from ablate.study.run import PHASES, planned_repeats, run_study, study_phases
-from ablate.study.search import arm_space, run_search, run_searches, search_names
-from ablate.study.storage import open_storage, repeats_study, search_study
+from ablate.study.confirm import confirmation, run_confirm
+from ablate.study.search import Search, arm_space, run_search, run_searches, searches
+from ablate.study.storage import confirm_study, open_storage, repeats_study, search_study
 
 __all__ = [
     "PHASES", "StudyPaths", "resolve_paths", "redact", "storage_kind", "check_study", "load_study_file",
-    "open_storage", "search_study", "repeats_study", "claim_lock", "pid_alive", "worker_id", "requeue_dead_trials",
-    "Events", "QuietEvents", "search_names", "arm_space", "run_search", "run_searches",
+    "open_storage", "search_study", "confirm_study", "repeats_study", "claim_lock", "pid_alive", "worker_id", "requeue_dead_trials",
+    "Events", "QuietEvents", "Search", "searches", "arm_space", "run_search", "run_searches", "run_confirm",
+    "confirmation",
     "RepeatCell", "CellSettings", "repeat_cells", "look_of", "cell_settings", "repeat_config", "fuse_count",
     "run_repeats", "sequential_settings", "RepeatsProgress", "repeats_progress",
     "StudyResults", "collect_results", "earlier_results", "analysis_settings", "search_summaries",

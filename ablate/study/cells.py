@@ -19,16 +19,19 @@ __all__ = ["RepeatCell", "CellSettings", "repeat_cells", "look_of", "CellStates"
 
 @dataclass(frozen=True, order=True)
 class RepeatCell:
-    """One (arm, data set, seed) of the repeats."""
+    """One (arm, data set, seed) of the repeats; with ``search.replicates`` > 1, of one replicate
+    (which independent search chose its settings; None with a single search)."""
 
     arm: str
     dataset: str
     seed: int
+    replicate: int | None = None
 
     @property
     def params(self) -> dict[str, Any]:
         """The trial parameters it is enqueued with (Optuna's ``params`` of the trial)."""
-        return {"arm": self.arm, "dataset": self.dataset, "seed": self.seed}
+        params = {"arm": self.arm, "dataset": self.dataset, "seed": self.seed}
+        return params if self.replicate is None else {**params, "replicate": self.replicate}
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> RepeatCell:
@@ -40,10 +43,11 @@ class RepeatCell:
         kill soak found such a cell run twice). ``params`` only for a trial never enqueued.
         """
         p = adapter.enqueued_params(trial) or trial.params
-        return cls(p.get("arm"), p.get("dataset"), p.get("seed"))
+        return cls(p.get("arm"), p.get("dataset"), p.get("seed"), p.get("replicate"))
 
     def __str__(self) -> str:
-        return f"{self.arm}/{self.dataset}/seed {self.seed}"
+        text = f"{self.arm}/{self.dataset}/seed {self.seed}"
+        return text if self.replicate is None else f"{text}/replicate {self.replicate}"
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,8 @@ def repeat_cells(cfg: StudyConfig, n_seeds: int | None = None) -> list[RepeatCel
     count = cfg.repeats.max_seeds if n_seeds is None else n_seeds
     seeds = range(cfg.repeats.first_seed, cfg.repeats.first_seed + count)
     arms = sorted(cfg.arms, key=lambda a: cfg.arms[a].kind != "single")
-    return [RepeatCell(a, d, s) for d in datasets for s in seeds for a in arms]
+    replicates = [None] if cfg.search.replicates == 1 else range(cfg.search.replicates)
+    return [RepeatCell(a, d, s, r) for d in datasets for r in replicates for s in seeds for a in arms]
 
 
 def look_of(cfg: StudyConfig, seed: int) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from ablate.config import StudyConfig
 from ablate.errors import ConfigError
 from ablate.stats import default_contrasts, default_rope, make_design, operating_characteristics, pooled_difference_sd
+from ablate.study.cost import study_cost
 from ablate.study.paths import StudyPaths
 from ablate.study.results import earlier_results
 
@@ -61,8 +62,8 @@ def _effect(cfg: StudyConfig, effect: float | None, rope: float, rope_source: st
 
 def plan_study(cfg: StudyConfig, paths: StudyPaths, sd: float | None = None, effect: float | None = None,
                *, where: str | None = None) -> dict[str, Any]:
-    """The design of ``cfg``'s repeats and its simulated operating characteristics, as one
-    JSON-ready dict (``ablate plan --json`` prints it). ``where`` names the study file in errors
+    """The design of ``cfg``'s repeats, its simulated operating characteristics and what the whole
+    study will cost (``ablate.study.cost``), as one JSON-ready dict (``ablate plan --json``). ``where`` names the study file in errors
     (default: its path).
 
     Raises:
@@ -104,4 +105,5 @@ def plan_study(cfg: StudyConfig, paths: StudyPaths, sd: float | None = None, eff
         "expected_seeds_equal_arms": oc.expected_seeds_equal, "max_seeds": oc.max_seeds,
         "fixed_seeds_same_power": oc.fixed_seeds,
         "simulations": oc.simulations, "simulation_seed": oc.seed, "mc_se": oc.mc_se,
+        "cost": study_cost(cfg, paths.base).as_dict(),
     }

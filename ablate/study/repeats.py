@@ -27,44 +27,71 @@ from ablate.study.paths import StudyPaths
 from ablate.study.provenance import provenance
 from ablate.study.rows import result_row
 from ablate.study.search import best_trial
-from ablate.study.storage import open_storage, repeats_study, search_study
+from ablate.study.confirm import confirmation
+from ablate.study.storage import confirm_study_name, open_storage, repeats_study, search_study
 from ablate.study.trial import run_fused_trials, run_trial
 from ablate.study.worker import work
 from ablate.train import resolve_device, resolve_precision
 
-__all__ = ["cell_settings", "repeat_config", "fuse_count", "run_repeats", "sequential_settings",
+__all__ = ["chosen_settings", "cell_settings", "repeat_config", "fuse_count", "run_repeats", "sequential_settings",
            "RepeatsProgress", "repeats_progress"]
 
 
-def cell_settings(cfg: StudyConfig, paths: StudyPaths, arm: str) -> CellSettings:
-    """What every repeat cell of ``arm`` runs with, decided once, when its first cell is enqueued.
-
-    The searched values: the arm's own best trial with per-arm tuning, the one best trial of the
-    study with ``best``, none with ``fixed``; ``train.precision`` resolved on this machine.
-    """
+def chosen_settings(cfg: StudyConfig, paths: StudyPaths, arm: str, replicate: int = 0) -> tuple[dict, str]:
+    """The searched values an arm's repeats run with, and where they came from: with per-arm
+    tuning the arm's own search (one of ``search.replicates``), with ``best`` the study's one
+    search; its best trial, or, with ``search.confirm``, the candidate with the best mean over its
+    confirmation runs; none with ``fixed``."""
     method = cfg.tuning
-    settings: dict = {}
-    source = "the study file's settings"
-    if method != "fixed":
-        study = search_study(cfg, open_storage(paths.storage), arm if method == "per-arm" else None)
-        best = best_trial(study, method)
-        settings = dict(best.params)
-        source = f"{study.study_name} trial {best.number} (validation accuracy {best.value:.4f})"
+    if method == "fixed":
+        return {}, "the study file's settings"
+    search_arm = arm if method == "per-arm" else None
+    if cfg.search.confirm is not None:
+        c = confirmation(cfg, paths, search_arm, replicate)
+        w = c.winner
+        return dict(w.params), (f"{confirm_study_name(cfg, search_arm, replicate)}: trial {w.trial} of the search, "
+                                f"mean validation accuracy {w.mean:.4f} over {len(w.values)} confirmation seeds "
+                                f"(the search's best, trial {c.candidates[0].trial}, had {c.candidates[0].mean:.4f})")
+    study = search_study(cfg, open_storage(paths.storage), search_arm, replicate)
+    best = best_trial(study, method)
+    return dict(best.params), f"{study.study_name} trial {best.number} (validation accuracy {best.value:.4f})"
+
+
+def cell_settings(cfg: StudyConfig, paths: StudyPaths, arm: str, replicate: int | None = None) -> CellSettings:
+    """What every repeat cell of ``arm`` (and ``replicate``) runs with, decided once, when its first
+    cell is enqueued: :func:`chosen_settings` and ``train.precision`` resolved on this machine."""
+    settings, source = chosen_settings(cfg, paths, arm, replicate or 0)
     run = repeat_config(cfg, CellSettings(settings), RepeatCell(arm, cfg.dataset.name, cfg.train.seed))
-    return CellSettings(settings, resolve_precision(run).train.precision, {"method": method, "source": source})
+    return CellSettings(settings, resolve_precision(run).train.precision, {"method": cfg.tuning, "source": source})
 
 
 def repeat_config(cfg: StudyConfig, stored: CellSettings, cell: RepeatCell) -> RunConfig:
     """The run of one cell: the study's settings (stage-1 recipe written out), then the searched
-    values stored on the cell, then the arm's own settings, then the cell's data set and seed,
+    values stored on the cell, then the arm's own settings, then the cell's data set and seeds,
     and the precision resolved when the cell was enqueued (unless the arm sets one). Arms
-    override the search (an NFMCE arm stays NFMCE even if the best trial had the constraint on)."""
+    override the search (an NFMCE arm stays NFMCE even if the best trial had the constraint on).
+
+    The cell's seed draws the sources of variance ``repeats.vary`` names; each other source is
+    held at the study's ``train.seed`` (the split at ``dataset.split_seed``) for every seed. Every
+    arm of a seed gets the same seeds, partition included: the runs stay paired.
+    """
     run = with_overrides(base_run(cfg), stored.settings, "tuned settings")
     run = with_overrides(run, cfg.arms[cell.arm].overrides, f"repeats.arms.{cell.arm}")
-    run = with_overrides(run, {"dataset.name": cell.dataset, "train.seed": cell.seed}, "repeat cell")
+    run = with_overrides(run, {"dataset.name": cell.dataset, "train.seed": cell.seed, **_held(cfg, cell.seed)},
+                         "repeat cell")
     if run.train.precision == "auto":
         run = with_overrides(run, {"train.precision": stored.precision}, "precision")
     return run
+
+
+def _held(cfg: StudyConfig, seed: int) -> dict[str, int]:
+    """The per-source seeds of a cell of seed ``seed`` (see :func:`repeat_config`)."""
+    assert cfg.repeats is not None
+    vary = cfg.repeats.vary
+    out = {f"train.{source}_seed": cfg.train.seed for source in ("init", "order", "augment") if source not in vary}
+    if "split" in vary:
+        out["dataset.partition_seed"] = seed
+    return out
 
 
 def fuse_count(cfg: StudyConfig) -> int:
@@ -101,21 +128,21 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths,
             if states.failures.get(cell, 0) > max_retry:
                 given_up.append(cell)
                 continue
-            if cell.arm not in decided:
-                decided[cell.arm] = cell_settings(cfg, paths, cell.arm)
-            study.enqueue_trial(cell.params, user_attrs={**decided[cell.arm].user_attrs(),
-                                                         "look": look_of(cfg, cell.seed)})
+            key = (cell.arm, cell.replicate)
+            if key not in decided:
+                decided[key] = cell_settings(cfg, paths, cell.arm, cell.replicate)
+            study.enqueue_trial(cell.params, user_attrs={**decided[key].user_attrs(), "look": look_of(cfg, cell.seed)})
         return cells, given_up
 
 
-def _decided_settings(trials: list[FrozenTrial]) -> dict[str, CellSettings]:
-    """Per arm, the settings stored on its first enqueued cell."""
-    decided: dict[str, CellSettings] = {}
+def _decided_settings(trials: list[FrozenTrial]) -> dict[tuple[str, int | None], CellSettings]:
+    """Per arm (and replicate), the settings stored on its first enqueued cell."""
+    decided: dict[tuple[str, int | None], CellSettings] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        arm = RepeatCell.of(t).arm
+        cell = RepeatCell.of(t)
         stored = CellSettings.from_attrs(t.user_attrs)
-        if arm not in decided and stored is not None:
-            decided[arm] = stored
+        if stored is not None:
+            decided.setdefault((cell.arm, cell.replicate), stored)
     return decided
 
 
@@ -125,7 +152,7 @@ def _enqueue_order(cfg: StudyConfig, cells: list[RepeatCell]) -> list[RepeatCell
     if fuse_count(cfg) <= 1:
         return cells
     arms = list(dict.fromkeys(c.arm for c in cells))
-    return sorted(cells, key=lambda c: (c.dataset, arms.index(c.arm), c.seed))
+    return sorted(cells, key=lambda c: (c.dataset, c.replicate or 0, arms.index(c.arm), c.seed))
 
 
 def _claimed_cell(trial: optuna.Trial, cfg: StudyConfig, cells: list[RepeatCell]) -> RepeatCell:
@@ -135,6 +162,7 @@ def _claimed_cell(trial: optuna.Trial, cfg: StudyConfig, cells: list[RepeatCell]
         trial.suggest_categorical("arm", list(cfg.arms)),
         trial.suggest_categorical("dataset", sorted({c.dataset for c in cells})),
         trial.suggest_categorical("seed", sorted({c.seed for c in cells})),
+        None if cfg.search.replicates == 1 else trial.suggest_categorical("replicate", list(range(cfg.search.replicates))),
     )
     trial.set_user_attr("arm", cell.arm)
     return cell
@@ -167,7 +195,7 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
 
     def objective(trial: optuna.Trial) -> float:
         return run_trial(trial, _stored_config(cfg, trial, _claimed_cell(trial, cfg, every)), paths, events, label,
-                         prune=False)
+                         prune=False, keep_predictions=True)
 
     def fused(trials: list[optuna.Trial]) -> list[float | BaseException]:
         run_cfgs = [_stored_config(cfg, t, _claimed_cell(t, cfg, every)) for t in trials]
@@ -175,7 +203,7 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
 
     k = fuse_count(cfg)
     # an ensemble trains its two members one after the other: it does not fuse
-    group = ((lambda t: (RepeatCell.of(t).arm, RepeatCell.of(t).dataset)),
+    group = ((lambda t: (RepeatCell.of(t).arm, RepeatCell.of(t).dataset, RepeatCell.of(t).replicate)),
              (lambda t: 1 if cfg.arms[RepeatCell.of(t).arm].kind == "ensemble" else k))
     planned = None
     while True:

@@ -19,11 +19,13 @@ from ablate.study.cells import RepeatCell, CellSettings, look_of, repeat_cells
 from ablate.study.paths import StudyPaths, relative_study_file, shown_storage, storage_kind
 from ablate.study.repeats import repeats_progress, sequential_settings
 from ablate.study.rows import RESULT_EXTRAS, result_row
-from ablate.study.search import search_names
+from ablate.study.trial import PREDICTIONS_ATTR
+from ablate.study.confirm import confirmation
+from ablate.study.search import best_trial, searches
 from ablate.study.storage import open_storage, repeats_study, repeats_study_name, search_study
 from ablate.study.worker import FINISHED
 
-__all__ = ["StudyResults", "collect_results", "earlier_results", "analysis_settings", "MIN_TRIALS_FOR_IMPORTANCE",
+__all__ = ["StudyResults", "collect_results", "tuning_record", "earlier_results", "analysis_settings", "MIN_TRIALS_FOR_IMPORTANCE",
            "SearchSummary", "search_summaries", "note_on_dashboard"]
 
 # Fewer completed trials than this give importances that say nothing (two trials and two
@@ -35,16 +37,19 @@ MIN_TRIALS_FOR_IMPORTANCE = 5
 class StudyResults:
     """The repeats as tables for the report.
 
-    ``results``: one row per finished cell (``dataset, arm, seed, accuracy`` and what the run
-    cost; ``look`` for sequential seeds); ``curves``: validation accuracy per epoch;
-    ``similarity``: head similarity per DueHeadNet run; ``tuning``: per arm how it was tuned;
-    ``provenance``: what produced the numbers; ``missing``: planned cells without a result;
-    ``study``: the repeats study (for the dashboard note).
+    ``results``: one row per finished cell (``dataset, arm, seed, accuracy``, what the run
+    cost, its partition's seed ``split``; ``look`` for sequential seeds, ``replicate`` with several
+    searches); ``curves``: validation accuracy per epoch; ``similarity``: head similarity per
+    DueHeadNet run; ``predictions``: every run's prediction per test example (``dataset, arm,
+    seed, example, label, predicted``), None when no run stored any; ``tuning``: per arm how it was
+    tuned (``tuning.json``); ``provenance``: what produced the numbers; ``missing``: planned cells
+    without a result; ``study``: the repeats study (for the dashboard note).
     """
 
     results: pd.DataFrame
     curves: pd.DataFrame
     similarity: pd.DataFrame
+    predictions: pd.DataFrame | None
     tuning: dict[str, dict[str, Any]]
     provenance: dict[str, Any]
     missing: list[RepeatCell]
@@ -56,9 +61,9 @@ def analysis_settings(cfg: StudyConfig) -> AnalysisSettings:
     threshold and sequential design, titled with the study's name and the product's question."""
     rep = cfg.repeats
     assert rep is not None
-    return AnalysisSettings(title=f"{cfg.name}: does FMCE help?", contrasts=rep.contrasts, rope=rep.rope, alpha=rep.alpha,
-                            smallest_effect=rep.smallest_effect, still_rising=rep.still_rising,
-                            sequential=sequential_settings(cfg))
+    return AnalysisSettings(title=f"{cfg.name}: does FMCE help?", contrasts=rep.contrasts, rope=rep.rope,
+                            alpha=rep.alpha, smallest_effect=rep.smallest_effect, still_rising=rep.still_rising,
+                            sequential=sequential_settings(cfg))  # vary: with issue 16's report
 
 
 def collect_results(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
@@ -66,32 +71,41 @@ def collect_results(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
     assert cfg.repeats is not None
     study = repeats_study(cfg, open_storage(paths.storage))
     complete = _first_complete(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    sequential = cfg.repeats.sequential
-    rows, curves, sims = [], [], []
+    rows, curves, sims, predictions = [], [], [], []
     for t in complete:
         cell, a = RepeatCell.of(t), t.user_attrs
         rows.append(result_row(t))
-        if sequential:
+        if cfg.repeats.sequential:
             rows[-1]["look"] = a.get("look", look_of(cfg, cell.seed))
-        curves += [{"dataset": cell.dataset, "arm": cell.arm, "seed": cell.seed, "epoch": e["epoch"],
-                    "val_accuracy": e["val_accuracy"]} for e in a.get("curves", [])]
+        key = {"dataset": cell.dataset, "arm": cell.arm, "seed": cell.seed}
+        curves += [{**key, "epoch": e["epoch"], "val_accuracy": e["val_accuracy"]} for e in a.get("curves", [])]
         if a.get("head_similarity") is not None:
-            sims.append({"dataset": cell.dataset, "arm": cell.arm, "seed": cell.seed,
-                         "head_similarity": a["head_similarity"]})
+            sims.append({**key, "head_similarity": a["head_similarity"]})
+        if PREDICTIONS_ATTR in a:
+            predictions.append(_predictions(cell, a[PREDICTIONS_ATTR]))
     all_trials = study.get_trials(deepcopy=False)
     seen = {RepeatCell.of(t) for t in complete}
     # Planned cells without a result; with sequential seeds only the looks the design reached.
     missing = [c for c in repeat_cells(cfg, repeats_progress(cfg, all_trials).seeds) if c not in seen]
+    columns = ["dataset", "arm", "seed", "accuracy", *RESULT_EXTRAS, *(["look"] if cfg.repeats.sequential else []),
+               "split", *(["replicate"] if cfg.search.replicates > 1 else [])]
     return StudyResults(
-        results=pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy", *RESULT_EXTRAS,
-                                            *(["look"] if sequential else [])]),
+        results=pd.DataFrame(rows, columns=columns),
         curves=pd.DataFrame(curves, columns=["dataset", "arm", "seed", "epoch", "val_accuracy"]),
         similarity=pd.DataFrame(sims, columns=["dataset", "arm", "seed", "head_similarity"]),
-        tuning=_tuning(cfg, paths, complete),
+        predictions=pd.concat(predictions, ignore_index=True) if predictions else None,
+        tuning=tuning_record(cfg, paths, complete),
         provenance=_provenance(cfg, paths, study, complete, all_trials, rows),
         missing=missing,
         study=study,
     )
+
+
+def _predictions(cell: RepeatCell, stored: dict[str, list[int]]) -> pd.DataFrame:
+    """One run's stored predictions as rows of the predictions table."""
+    frame = pd.DataFrame({"dataset": cell.dataset, "arm": cell.arm, "seed": cell.seed,
+                          "example": stored["example"], "label": stored["label"], "predicted": stored["predicted"]})
+    return frame if cell.replicate is None else frame.assign(replicate=cell.replicate)
 
 
 def _first_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -132,30 +146,60 @@ def _provenance(cfg: StudyConfig, paths: StudyPaths, study: optuna.Study, comple
     return prov
 
 
-def _tuning(cfg: StudyConfig, paths: StudyPaths, trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
-    """Per arm: how it was tuned, the settings its cells ran with (read from the cells, never
-    recomputed), its search's parameter importances and completed validation accuracies."""
-    stored: dict[str, CellSettings] = {}
+def tuning_record(cfg: StudyConfig, paths: StudyPaths, trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
+    """Per arm, ``tuning.json``'s record: how it was tuned, the settings its cells ran with (read
+    from the cells, never recomputed), its search's importances and every search trial's value
+    (a pruned one at its last reported value), the confirmation of its best trials and the other
+    replicates' choices when the study has them."""
+    stored: dict[tuple[str, int | None], CellSettings] = {}
     for t in sorted(trials, key=lambda t: t.number):
         settings = CellSettings.from_attrs(t.user_attrs)
         if settings is not None:
-            stored.setdefault(RepeatCell.of(t).arm, settings)
+            stored.setdefault((RepeatCell.of(t).arm, RepeatCell.of(t).replicate), settings)
     storage = open_storage(paths.storage)
     out: dict[str, dict[str, Any]] = {}
     for arm in cfg.arms:
-        cell = stored.get(arm, CellSettings(precision=None))
+        cell = stored.get((arm, 0 if cfg.search.replicates > 1 else None), CellSettings(precision=None))
         info: dict[str, Any] = {
             "method": cfg.tuning, "settings": dict(cell.settings), "precision": cell.precision,
             "source": cell.tuning.get("source", ""), "n_trials": 0, "importances": {}, "search_values": [],
+            "search_pruned": [], "confirm": None, "replicates": None,
         }
         if cfg.tuning != "fixed":
-            search = search_study(cfg, storage, arm if cfg.tuning == "per-arm" else None)
-            complete = sorted(search.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
-            info["n_trials"] = len(search.get_trials(deepcopy=False, states=FINISHED))
-            info["search_values"] = [float(t.value) for t in complete]
-            info["importances"] = _importances(search)
+            search_arm = arm if cfg.tuning == "per-arm" else None
+            info.update(_search_record(search_study(cfg, storage, search_arm)))
+            if cfg.search.confirm is not None:
+                info["confirm"] = confirmation(cfg, paths, search_arm).record(cfg.search.confirm.top)
+            if cfg.search.replicates > 1:
+                info["replicates"] = [_replicate_record(cfg, paths, arm, r, stored.get((arm, r)))
+                                      for r in range(cfg.search.replicates)]
         out[arm] = info
     return out
+
+
+def _search_record(search: optuna.Study) -> dict[str, Any]:
+    """Every finished trial of a search in trial order: its value, a pruned one at its last
+    reported value (a tuning curve over completed trials only is biased upward, and its n is
+    not the number of trials run)."""
+    finished = [t for t in sorted(search.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
+                if t.state == TrialState.COMPLETE or t.intermediate_values]
+    values = [float(t.value) if t.state == TrialState.COMPLETE else float(t.intermediate_values[max(t.intermediate_values)])
+              for t in finished]
+    return {"n_trials": len(finished), "search_values": values,
+            "search_pruned": [t.state == TrialState.PRUNED for t in finished], "importances": _importances(search)}
+
+
+def _replicate_record(cfg: StudyConfig, paths: StudyPaths, arm: str, replicate: int,
+                      cell: CellSettings | None) -> dict[str, Any]:
+    """One replicate's choice for an arm: its settings and their mean validation accuracy (over
+    the confirmation runs with ``search.confirm``, else the search trial's)."""
+    search_arm = arm if cfg.tuning == "per-arm" else None
+    if cfg.search.confirm is not None:
+        value = confirmation(cfg, paths, search_arm, replicate).winner.mean
+    else:
+        value = float(best_trial(search_study(cfg, open_storage(paths.storage), search_arm, replicate), cfg.tuning).value)
+    return {"replicate": replicate, "settings": dict(cell.settings) if cell else {}, "value": value,
+            "source": cell.tuning.get("source", "") if cell else ""}
 
 
 def _importances(study: optuna.Study) -> dict[str, float]:
@@ -207,8 +251,8 @@ class SearchSummary:
 def search_summaries(cfg: StudyConfig, paths: StudyPaths, top: int = 5) -> list[SearchSummary]:
     storage = open_storage(paths.storage)
     out = []
-    for arm in search_names(cfg):
-        study = search_study(cfg, storage, arm)
+    for s in searches(cfg):
+        study = search_study(cfg, storage, s.arm, s.replicate)
         trials = study.get_trials(deepcopy=False)
         complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
         count = lambda state: sum(t.state == state for t in trials)  # noqa: E731

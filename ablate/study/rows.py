@@ -16,13 +16,25 @@ RESULT_EXTRAS = ("params", "trainable_params", "train_images", "n_test", "val_ga
 
 
 def result_row(t: FrozenTrial) -> dict[str, Any]:
-    """``dataset, arm, seed, accuracy`` (test accuracy, a fraction) and :data:`RESULT_EXTRAS`."""
+    """``dataset, arm, seed, accuracy`` (test accuracy, a fraction), :data:`RESULT_EXTRAS`, the seed
+    of the run's train / validation partition (``split``), and ``replicate`` when the study runs
+    several searches."""
     cell = RepeatCell.of(t)
     a = t.user_attrs
-    return {"dataset": cell.dataset, "arm": cell.arm, "seed": cell.seed, "accuracy": a["test_accuracy"],
-            "params": a.get("n_params"), "trainable_params": a.get("n_trainable"),
-            "train_images": a.get("train_images"), "n_test": a.get("n_test"),
-            "val_gain_last_quarter": stored_late_gain(a), "wall_time": a.get("wall_time")}
+    row = {"dataset": cell.dataset, "arm": cell.arm, "seed": cell.seed, "accuracy": a["test_accuracy"],
+           "params": a.get("n_params"), "trainable_params": a.get("n_trainable"),
+           "train_images": a.get("train_images"), "n_test": a.get("n_test"),
+           "val_gain_last_quarter": stored_late_gain(a), "wall_time": a.get("wall_time"), "split": _partition(a)}
+    if cell.replicate is not None:
+        row["replicate"] = cell.replicate
+    return row
+
+
+def _partition(attrs: dict[str, Any]) -> int | None:
+    """The seed a run's train / validation partition was drawn from, from its stored config."""
+    dataset = (attrs.get("config") or {}).get("dataset") or {}
+    partition = dataset.get("partition_seed")
+    return dataset.get("split_seed") if partition is None else partition
 
 
 def stored_late_gain(attrs: dict[str, Any]) -> float | None:

@@ -12,7 +12,7 @@ from ablate.study.cells import repeat_cells
 from ablate.study.events import Events, QuietEvents
 from ablate.study.paths import StudyPaths
 from ablate.study.repeats import repeats_progress, run_repeats
-from ablate.study.search import run_searches, search_names
+from ablate.study.search import run_searches, searches
 from ablate.study.storage import open_storage, repeats_study
 
 __all__ = ["PHASES", "TRAINING_PHASES", "study_phases", "phase_trials", "planned_repeats", "run_study"]
@@ -48,7 +48,7 @@ def planned_repeats(cfg: StudyConfig, paths: StudyPaths) -> int:
 def phase_trials(cfg: StudyConfig, phase: str) -> int:
     """The trials a training phase runs at most: every search's budget; every repeat cell."""
     if phase == "search":
-        return cfg.search.n_trials * len(search_names(cfg))
+        return cfg.search.n_trials * len(searches(cfg))
     return len(repeat_cells(cfg))
 
 

@@ -16,7 +16,7 @@ from ablate.errors import ConfigError
 
 __all__ = ["SAMPLERS", "PRUNERS", "register_sampler", "register_pruner", "make_sampler", "make_pruner"]
 
-SamplerBuilder = Callable[[StudyConfig], optuna.samplers.BaseSampler]
+SamplerBuilder = Callable[[StudyConfig, int], optuna.samplers.BaseSampler]  # (study, sampler seed)
 PrunerBuilder = Callable[[StudyConfig], optuna.pruners.BasePruner]
 SAMPLERS: dict[str, SamplerBuilder] = {}
 PRUNERS: dict[str, PrunerBuilder] = {}
@@ -44,9 +44,9 @@ def _lookup(registry: dict, name: str, what: str):
     return registry[name]
 
 
-def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
-    """The study's sampler, seeded by ``search.sampler.seed``."""
-    return _lookup(SAMPLERS, cfg.search.sampler.name, "sampler")(cfg)
+def make_sampler(cfg: StudyConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded by ``seed`` (default ``search.sampler.seed``)."""
+    return _lookup(SAMPLERS, cfg.search.sampler.name, "sampler")(cfg, cfg.search.sampler.seed if seed is None else seed)
 
 
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
@@ -54,19 +54,33 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
 
 
 @register_sampler("tpe")
-def _tpe(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.TPESampler(seed=cfg.search.sampler.seed)
+def _tpe(cfg: StudyConfig, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 @register_sampler("random")
-def _random(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.RandomSampler(seed=cfg.search.sampler.seed)
+def _random(cfg: StudyConfig, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+class _ClaimedGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, without its stop at the end of the grid.
+
+    ``GridSampler.after_trial`` calls ``study.stop()`` once every point has been tried, which
+    Optuna allows only inside ``Study.optimize``; ablate's workers claim and count their trials
+    themselves (``ablate.study.worker``) and stop at ``search.n_trials``, so the stop is not needed,
+    and it raised as soon as a search's budget covered its grid. Past the end of the grid the
+    sampler tries points again, as Optuna's does.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 @register_sampler("grid")
-def _grid(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
+def _grid(cfg: StudyConfig, seed: int) -> optuna.samplers.BaseSampler:
     space = {p: list(d.choices) for p, d in cfg.search.space.items() if isinstance(d, Choices)}
-    return optuna.samplers.GridSampler(space, seed=cfg.search.sampler.seed)
+    return _ClaimedGridSampler(space, seed=seed)
 
 
 @register_pruner("median")

@@ -5,6 +5,7 @@ that apply to that arm. Trials are chosen on validation accuracy only."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -15,20 +16,38 @@ from ablate.errors import ConfigError
 from ablate.study.events import Events, QuietEvents
 from ablate.study.paths import StudyPaths
 from ablate.study.provenance import provenance
-from ablate.study.storage import open_storage, search_study
+from ablate.study.storage import confirm_study, open_storage, search_study
 from ablate.study.trial import run_trial
 from ablate.study.worker import work
 
-__all__ = ["search_names", "arm_space", "run_search", "run_searches", "best_trial"]
+__all__ = ["Search", "searches", "search_base", "arm_space", "run_search", "run_searches", "best_trial"]
 
 
-def search_names(cfg: StudyConfig) -> list[str | None]:
-    """The searches a study runs: one per arm with per-arm tuning, else one (``None``)."""
+@dataclass(frozen=True)
+class Search:
+    """One search of a study: of one arm (per-arm tuning) or of the study (``arm`` None), and
+    which of the ``search.replicates`` independent searches it is."""
+
+    arm: str | None
+    replicate: int = 0
+
+    def label(self) -> str:
+        what = "search" if self.arm is None else f"search {self.arm}"
+        return what if self.replicate == 0 else f"{what} r{self.replicate}"
+
+
+def searches(cfg: StudyConfig) -> list[Search]:
+    """The searches a study runs: one per arm with per-arm tuning, else one, each
+    ``search.replicates`` times; none without a search budget."""
     if cfg.search.n_trials == 0:
         return []
-    if cfg.tuning == "per-arm":
-        return list(cfg.arms)
-    return [None]
+    arms = list(cfg.arms) if cfg.tuning == "per-arm" else [None]
+    return [Search(arm, r) for arm in arms for r in range(cfg.search.replicates)]
+
+
+def search_base(cfg: StudyConfig, arm: str | None) -> RunConfig:
+    """What a search's trials start from: the study's base run, with the arm's own settings."""
+    return base_run(cfg) if arm is None else cfg.arms[arm].run
 
 
 def _inactive(path: str, effective: Callable[[str], Any]) -> bool:
@@ -77,18 +96,20 @@ def _suggest(trial: optuna.Trial, base: RunConfig, space: dict[str, Dimension]) 
 
 
 def run_search(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None,
-               max_trials: int | None = None, arm: str | None = None) -> optuna.Study:
-    """Run search trials until ``search.n_trials`` of them have finished (complete or pruned).
+               max_trials: int | None = None, arm: str | None = None, replicate: int = 0) -> optuna.Study:
+    """Run search trials until ``search.search_trials`` of them have finished (complete or pruned):
+    the budget ``search.n_trials`` less the confirmation runs.
 
     With ``arm``, the search of that arm alone (``<name>:search:<arm>``): the study's settings
-    with the arm's own, over the dimensions that apply to it (``arm_space``). Failed trials
-    (NaN loss, out of memory) are recorded with their reason and do not count; re-running a
-    finished study runs nothing.
+    with the arm's own, over the dimensions that apply to it (``arm_space``). ``replicate``: which
+    independent search (its sampler seed derives from the study's). Failed trials (NaN loss, out
+    of memory) are recorded with their reason and do not count; re-running a finished study runs
+    nothing.
     """
     events = events or QuietEvents()
-    study = search_study(cfg, open_storage(paths.storage), arm)
+    study = search_study(cfg, open_storage(paths.storage), arm, replicate)
     study.set_user_attr("ablate:provenance", provenance(paths))
-    base = base_run(cfg) if arm is None else cfg.arms[arm].run
+    base = search_base(cfg, arm)
     space = arm_space(cfg, arm)
 
     def objective(trial: optuna.Trial) -> float:
@@ -97,32 +118,38 @@ def run_search(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None
             trial.set_user_attr("arm", arm)
         return run_trial(trial, run_cfg, paths, events, study.study_name, prune=True)
 
-    work(study, paths, cfg.search.n_trials, objective, events, only_waiting=False,
-         max_retry=2, max_trials=max_trials, label="search" if arm is None else f"search {arm}")
+    work(study, paths, cfg.search.search_trials, objective, events, only_waiting=False,
+         max_retry=2, max_trials=max_trials, label=Search(arm, replicate).label())
     return study
 
 
 def run_searches(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None,
-                 max_trials: int | None = None) -> dict[str | None, optuna.Study]:
-    """Every search of the study (``search_names``), one after the other, each to its budget.
+                 max_trials: int | None = None) -> dict[Search, optuna.Study]:
+    """Every search of the study (:func:`searches`), one after the other, each to its budget,
+    each followed by the confirmation of its best trials when the study asks for it.
 
     ``max_trials`` caps the trials run by this call over all of them (tests: stop early).
     """
-    studies: dict[str | None, optuna.Study] = {}
+    from ablate.study.confirm import run_confirm
+
+    studies: dict[Search, optuna.Study] = {}
     left = max_trials
-    for arm in search_names(cfg):
-        if left is not None and left <= 0:
-            break
-        before = _ran(studies)
-        studies[arm] = run_search(cfg, paths, events, max_trials=left, arm=arm)
-        if left is not None:
-            left -= _ran(studies) - before
+    storage = open_storage(paths.storage)
+    for s in searches(cfg):
+        steps = [(run_search, search_study)] + ([(run_confirm, confirm_study)] if cfg.search.confirm else [])
+        for step, opened in steps:
+            if left is not None and left <= 0:
+                return studies
+            before = _ended(opened(cfg, storage, s.arm, s.replicate))
+            study = step(cfg, paths, events, max_trials=left, arm=s.arm, replicate=s.replicate)
+            studies.setdefault(s, study)
+            if left is not None:
+                left -= _ended(study) - before
     return studies
 
 
-def _ran(studies: dict) -> int:
-    return sum(len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
-               for s in studies.values())
+def _ended(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
 
 
 def best_trial(study: optuna.Study, what: str) -> FrozenTrial:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import optuna
 
 from ablate.config import StudyConfig
@@ -18,8 +19,8 @@ from ablate.study import adapter
 from ablate.study.paths import redact, storage_kind
 from ablate.study.samplers import make_pruner, make_sampler
 
-__all__ = ["HEARTBEAT_INTERVAL", "GRACE_PERIOD", "open_storage", "search_study", "repeats_study",
-           "search_study_name", "repeats_study_name"]
+__all__ = ["HEARTBEAT_INTERVAL", "GRACE_PERIOD", "open_storage", "search_study", "confirm_study", "repeats_study",
+           "search_study_name", "confirm_study_name", "repeats_study_name", "sampler_seed"]
 
 # Seconds between a running trial's heartbeats (RDB storages), and how long without one makes
 # a trial stale. ABLATE_HEARTBEAT_INTERVAL / ABLATE_GRACE_PERIOD override them (the kill tests
@@ -63,17 +64,44 @@ def open_storage(url: str, *, max_retry: int = 2) -> optuna.storages.BaseStorage
         raise StorageError(f"storage {redact(url)}: cannot open ({redact(first)})") from None
 
 
-def search_study_name(cfg: StudyConfig, arm: str | None = None) -> str:
-    return cfg.name if arm is None else f"{cfg.name}:search:{arm}"
+def search_study_name(cfg: StudyConfig, arm: str | None = None, replicate: int = 0) -> str:
+    """``<name>`` (one search for the study) or ``<name>:search:<arm>``; ``:r<k>`` for replicate k > 0."""
+    name = cfg.name if arm is None else f"{cfg.name}:search:{arm}"
+    return name if replicate == 0 else f"{name}:r{replicate}"
+
+
+def confirm_study_name(cfg: StudyConfig, arm: str | None = None, replicate: int = 0) -> str:
+    """``<name>:confirm`` or ``<name>:confirm:<arm>``; ``:r<k>`` for replicate k > 0."""
+    name = f"{cfg.name}:confirm" if arm is None else f"{cfg.name}:confirm:{arm}"
+    return name if replicate == 0 else f"{name}:r{replicate}"
+
+
+def sampler_seed(cfg: StudyConfig, replicate: int) -> int:
+    """The sampler seed of search replicate ``replicate``: ``search.sampler.seed`` for the first,
+    for the others a seed derived from it (NumPy's SeedSequence), so a study file still fixes
+    every search and no two replicates share a seed."""
+    if replicate == 0:
+        return cfg.search.sampler.seed
+    return int(np.random.SeedSequence(cfg.search.sampler.seed, spawn_key=(replicate,)).generate_state(1)[0])
 
 
 def repeats_study_name(cfg: StudyConfig) -> str:
     return f"{cfg.name}:repeats"
 
 
-def search_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage, arm: str | None = None) -> optuna.Study:
-    """The search of the whole study (``arm=None``), or of one arm with per-arm tuning."""
-    return _study(search_study_name(cfg, arm), storage, make_sampler(cfg), make_pruner(cfg))
+def search_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage, arm: str | None = None,
+                 replicate: int = 0) -> optuna.Study:
+    """The search of the whole study (``arm=None``), or of one arm with per-arm tuning; of one of
+    ``search.replicates`` independent searches."""
+    return _study(search_study_name(cfg, arm, replicate), storage, make_sampler(cfg, sampler_seed(cfg, replicate)),
+                  make_pruner(cfg))
+
+
+def confirm_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage, arm: str | None = None,
+                  replicate: int = 0) -> optuna.Study:
+    """The confirmation runs of a search's best trials: every one enqueued, none pruned."""
+    return _study(confirm_study_name(cfg, arm, replicate), storage, optuna.samplers.RandomSampler(seed=0),
+                  optuna.pruners.NopPruner())
 
 
 def repeats_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:

@@ -22,7 +22,8 @@ from ablate.study.paths import StudyPaths
 from ablate.study.provenance import versions
 from ablate.train import resolve_precision, train_fused, train_run
 
-__all__ = ["run_trial", "run_fused_trials", "start_trial", "epoch_reporter", "failure", "record_result", "upload_curve"]
+__all__ = ["run_trial", "run_fused_trials", "start_trial", "epoch_reporter", "failure", "record_result", "upload_curve",
+           "PREDICTIONS_ATTR"]
 
 Outcome = float | BaseException  # a trial's value, or what ended it
 
@@ -68,8 +69,9 @@ def failure(trial: optuna.Trial, exc: BaseException) -> BaseException:
 
 
 def run_trial(trial: optuna.Trial, run_cfg: RunConfig, paths: StudyPaths, events: Events, study_label: str,
-              prune: bool) -> float:
-    """Train one config inside an Optuna trial; store everything a user needs beside the number."""
+              prune: bool, keep_predictions: bool = False) -> float:
+    """Train one config inside an Optuna trial; store everything a user needs beside the number
+    (with ``keep_predictions``, also its prediction for every test example: the repeats')."""
     run_cfg = start_trial(trial, run_cfg, events, study_label)
     try:
         result = train_run(run_cfg, base=paths.base, cache_dir=paths.checkpoints,
@@ -79,7 +81,7 @@ def run_trial(trial: optuna.Trial, run_cfg: RunConfig, paths: StudyPaths, events
         if raised is exc:
             raise
         raise raised from None
-    record_result(trial, result)
+    record_result(trial, result, keep_predictions)
     upload_curve(trial, result, paths)
     return result.val_accuracy
 
@@ -107,14 +109,18 @@ def run_fused_trials(trials: list[optuna.Trial], run_cfgs: list[RunConfig], path
         if isinstance(outcome, BaseException):
             values.append(failure(trial, outcome))
             continue
-        record_result(trial, outcome)
+        record_result(trial, outcome, keep_predictions=True)  # fused runs are repeats
         upload_curve(trial, outcome, paths)
         values.append(outcome.val_accuracy)
     return values
 
 
-def record_result(trial: optuna.Trial, result: TrialResult) -> None:
-    """The user attributes of a finished run (a report reads them back)."""
+PREDICTIONS_ATTR = "test_predictions"
+
+
+def record_result(trial: optuna.Trial, result: TrialResult, keep_predictions: bool = False) -> None:
+    """The user attributes of a finished run (a report reads them back). Predictions go in the
+    storage, not in a local artifact, so that a report written on any machine can read them."""
     trial.set_user_attr("val_accuracy", result.val_accuracy)
     trial.set_user_attr("test_accuracy", result.test_accuracy)
     trial.set_user_attr("best_epoch", result.best_epoch)
@@ -130,6 +136,8 @@ def record_result(trial: optuna.Trial, result: TrialResult) -> None:
     trial.set_user_attr("val_gain_last_quarter", result.val_gain_last_quarter)
     if result.extras:
         trial.set_user_attr("extras", result.extras)
+    if keep_predictions and result.predictions is not None:
+        trial.set_user_attr(PREDICTIONS_ATTR, result.predictions.as_dict())
 
 
 def upload_curve(trial: optuna.Trial, result: TrialResult, paths: StudyPaths) -> None:

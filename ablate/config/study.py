@@ -1,188 +1,25 @@
-"""The study file, parsed once at the edge into frozen, validated records.
+"""The study file's sections beyond one run: the search, the repeats and their arms, the study.
 
-Everything after :func:`load_study` takes these typed objects, never raw dicts. A bad file
-fails here with one line naming the key, the value and what was expected, before any
-storage file or run folder exists.
-
-Layering: standard library, PyYAML and pydantic only. Names that need torch or timm to
-check (backbones, data sets on disk) are checked by ``ablate.study.check_study``.
+An arm's settings are worked out once (:attr:`StudyConfig.arms`), from :func:`arm_overrides`,
+the one definition of what an arm (and a control arm) sets.
 """
 
 from __future__ import annotations
 
-import copy
-import difflib
 import functools
-import hashlib
-import json
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from ablate.analysis import Spending
+from ablate.config.run import (DatasetConfig, ModelConfig, RunConfig, TrainConfig, _check_path, _Frozen,
+                               with_overrides)
 from ablate.errors import ConfigError
 
-__all__ = [
-    "DatasetConfig",
-    "TrainConfig",
-    "Model1Config",
-    "ConstraintConfig",
-    "ModelConfig",
-    "RunConfig",
-    "Choices",
-    "Range",
-    "SamplerConfig",
-    "PrunerConfig",
-    "SearchConfig",
-    "SequentialSeeds",
-    "RepeatsConfig",
-    "StudyConfig",
-    "load_study",
-    "parse_study",
-    "with_overrides",
-    "config_hash",
-    "get_path",
-    "DEFAULT_ARMS",
-    "CONTROLS",
-    "base_run",
-    "arm_overrides",
-    "Arm",
-    "VARY",
-    "MIN_FIRST_LOOK",
-]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class DatasetConfig(_Frozen):
-    """Which images, at which size, split how.
-
-    The test split is the data set's official one where it has one (CIFAR-10, Flowers-102),
-    else the one ``split_seed`` draws: every run of a study is tested on the same examples. The
-    train / validation partition of the rest is drawn by ``partition_seed`` (None:
-    ``split_seed``); the repeats set it to a cell's seed when their seeds vary the split
-    (``repeats.vary``), and every arm of that seed gets the same partition.
-    """
-
-    name: str = "digits"
-    root: str = "data"
-    download: bool = False
-    image_size: int = Field(32, ge=8, le=1024)
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    subset: int | None = Field(None, ge=10)
-    augment: bool = True
-    split_seed: int = 0
-    partition_seed: int | None = None
-
-    @property
-    def partition(self) -> int:
-        """The seed of the train / validation partition."""
-        return self.split_seed if self.partition_seed is None else self.partition_seed
-
-    @model_validator(mode="after")
-    def _leaves_a_train_split(self) -> DatasetConfig:
-        if self.val_fraction + self.test_fraction >= 0.9:
-            raise ValueError(
-                f"val_fraction + test_fraction must leave at least 10% for training "
-                f"(got {self.val_fraction} + {self.test_fraction})"
-            )
-        return self
-
-
-class TrainConfig(_Frozen):
-    """The paper's recipe as defaults: AdamW 4e-4, wd 5e-4, cosine schedule, 30 epochs, batch 64."""
-
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(64, ge=2)
-    lr: float = Field(4.0e-4, gt=0.0)
-    weight_decay: float = Field(5.0e-4, ge=0.0)
-    seed: int = 0
-    # The sources of variance a seed draws, each from its own seed (None: ``seed``): model
-    # initialisation, data order, augmentation. The repeats hold a source fixed at the study's
-    # ``train.seed`` when ``repeats.vary`` leaves it out.
-    init_seed: int | None = None
-    order_seed: int | None = None
-    augment_seed: int | None = None
-    device: str = "auto"
-    threads: int | None = Field(None, ge=1)
-    compile: bool = False
-    # auto: bf16 autocast (with channels_last) on CUDA and on CPUs with native bf16
-    # (avx512_bf16 / AMX), fp32 elsewhere. The study resolves it once, when a repeat cell is
-    # enqueued or a search trial starts, and stores the result, so one paired study never
-    # mixes precisions.
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-
-    def seed_of(self, source: Literal["init", "order", "augment"]) -> int:
-        """The seed that draws ``source``: its own seed where set, else ``seed``."""
-        own = {"init": self.init_seed, "order": self.order_seed, "augment": self.augment_seed}[source]
-        return self.seed if own is None else own
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, v: str) -> str:
-        if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
-            return v
-        raise ValueError(f"expected auto, cpu, cuda or cuda:N (got {v!r})")
-
-
-class Model1Config(_Frozen):
-    """How DueHeadNet's first head starts and whether it trains."""
-
-    init: Literal["stage1", "imagenet", "random"] = "stage1"
-    freeze: bool = True
-    weights: str | None = None  # a local checkpoint file for init: imagenet
-    # The stage-1 recipe for init: stage1. A study writes them out from its base ``train``
-    # section where they are not set (``base_run``), so a search trial's sampled lr never
-    # reaches model1: FMCE and NFMCE of one seed and backbone always share one model1.
-    lr: float | None = Field(None, gt=0.0)
-    epochs: int | None = Field(None, ge=1)
-    weight_decay: float | None = Field(None, ge=0.0)
-    batch_size: int | None = Field(None, ge=2)
-
-    def recipe(self, train: TrainConfig) -> dict[str, Any]:
-        """The stage-1 recipe: lr, epochs, weight decay and batch size, each from ``train`` where unset."""
-        own = {"lr": self.lr, "epochs": self.epochs, "weight_decay": self.weight_decay, "batch_size": self.batch_size}
-        return {k: getattr(train, k) if v is None else v for k, v in own.items()}
-
-
-class ConstraintConfig(_Frozen):
-    """The FMCE penalty: weight * cosine similarity of model2's map to model1's (detached) map."""
-
-    on: bool = True
-    weight: float = Field(1.0, ge=0.0)
-    target: Literal["map", "pooled"] = "map"
-
-
-class ModelConfig(_Frozen):
-    # ensemble: the averaged logits of two single-head runs of its own (a parameter-matched
-    # control without the constraint); its members' seeds derive from the run's seed.
-    kind: Literal["dual", "single", "ensemble"] = "dual"
-    backbone: str = "seresnet18"
-    head: Literal["linear", "mlp"] = "linear"
-    model1: Model1Config = Model1Config()
-    constraint: ConstraintConfig = ConstraintConfig()
-
-    @property
-    def arm(self) -> str:
-        """The paper's name for this model: fmce, nfmce, single (or ensemble)."""
-        if self.kind in ("single", "ensemble"):
-            return self.kind
-        return "fmce" if self.constraint.on else "nfmce"
-
-
-class RunConfig(_Frozen):
-    """Everything one training run depends on (besides its seed, which is ``train.seed``)."""
-
-    dataset: DatasetConfig = DatasetConfig()
-    train: TrainConfig = TrainConfig()
-    model: ModelConfig = ModelConfig()
+__all__ = ["Choices", "Range", "Dimension", "SamplerConfig", "PrunerConfig", "ConfirmConfig", "SearchConfig",
+           "DEFAULT_ARMS", "CONTROLS", "MIN_FIRST_LOOK", "VARY", "SequentialSeeds", "RepeatsConfig", "StudyConfig",
+           "Arm", "base_run", "arm_overrides"]
 
 
 class Choices(_Frozen):
@@ -229,11 +66,47 @@ class PrunerConfig(_Frozen):
     startup_trials: int = Field(3, ge=0)
 
 
+class ConfirmConfig(_Frozen):
+    """Confirm a search's winner on fresh seeds: its ``top`` best trials each run on ``seeds`` more."""
+
+    top: int = Field(ge=1)
+    seeds: int = Field(ge=1)
+
+    @property
+    def runs(self) -> int:
+        return self.top * self.seeds
+
+
 class SearchConfig(_Frozen):
+    """The hyperparameter search. ``n_trials`` is the whole budget of one search (of each arm's,
+    with per-arm tuning), confirmation runs included; ``replicates`` independent searches each
+    get the whole budget, their samplers seeded from ``sampler.seed``."""
+
     n_trials: int = Field(20, ge=0)
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
     space: dict[str, Dimension] = Field(default_factory=dict)
+    confirm: ConfirmConfig | None = None
+    replicates: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _confirm_fits_the_budget(self) -> SearchConfig:
+        if self.confirm is None:
+            return self
+        if self.n_trials == 0:
+            raise ValueError("confirm: there is no search to confirm (n_trials is 0)")
+        if self.search_trials < self.confirm.top:
+            raise ValueError(
+                f"confirm: {self.confirm.top} x {self.confirm.seeds} confirmation runs leave "
+                f"{self.search_trials} of n_trials = {self.n_trials} for the search itself, fewer than the "
+                f"{self.confirm.top} best trials to confirm; raise n_trials or lower confirm.top or confirm.seeds"
+            )
+        return self
+
+    @property
+    def search_trials(self) -> int:
+        """The trials a search samples: its budget less the confirmation runs."""
+        return self.n_trials - (self.confirm.runs if self.confirm is not None else 0)
 
 
 DEFAULT_ARMS: dict[str, dict[str, Any]] = {
@@ -415,6 +288,9 @@ class StudyConfig(_Frozen):
                 _validated(self.run, overrides, f"repeats.arms.{arm}")
             if self.repeats.params == "best" and self.search.n_trials == 0:
                 raise ValueError("repeats.params: best needs a search (search.n_trials > 0); use fixed")
+            if self.search.replicates > 1 and self.repeats.sequential:
+                raise ValueError("search.replicates: each replicate's settings run every seed of the repeats, "
+                                 "so replicates need a fixed number of repeats.seeds, not a sequential plan")
         return self
 
 
@@ -485,146 +361,3 @@ def _validated(run: RunConfig, overrides: dict[str, Any], where: str) -> None:
     except ConfigError as exc:  # pydantic only reports ValueError raised inside a validator
         raise ValueError(str(exc)) from None
 
-
-# ---------------------------------------------------------------------------------------------
-# Overrides by dotted path
-
-
-def get_path(cfg: BaseModel, path: str) -> Any:
-    value: Any = cfg
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def _check_path(run: RunConfig, path: str, where: str) -> None:
-    node: Any = run
-    for part in path.split("."):
-        fields = type(node).model_fields if isinstance(node, BaseModel) else {}
-        if part not in fields:
-            hint = _did_you_mean(part, list(fields))
-            raise ValueError(f"{where}: unknown setting {path!r}{hint}")
-        node = getattr(node, part)
-    if isinstance(node, BaseModel):
-        raise ValueError(f"{where}: {path!r} is a section, not a setting")
-
-
-def with_overrides(run: RunConfig, overrides: dict[str, Any], where: str = "override") -> RunConfig:
-    """A copy of ``run`` with dotted-path settings replaced, validated like the study file."""
-    data = run.model_dump()
-    for path, value in overrides.items():
-        node = data
-        *parents, leaf = path.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"{where}: unknown setting {path!r}")
-            node = node[part]
-        if leaf not in node:
-            raise ConfigError(f"{where}: unknown setting {path!r}{_did_you_mean(leaf, list(node))}")
-        node[leaf] = value
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {_first_error(exc)}") from None
-
-
-def config_hash(cfg: BaseModel) -> str:
-    """A short, stable hash of a config's resolved values (key order does not matter)."""
-    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
-
-def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study file.
-
-    Raises:
-        ConfigError: the file is missing, is not YAML, uses a tag the safe loader refuses,
-            has an unknown key (with a did-you-mean), a wrong type or an out-of-range value.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read study file ({exc.strerror})") from None
-    return parse_study(text, source=str(path))
-
-
-class _SafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 booleans: only true/false are booleans.
-
-    YAML 1.1 also reads on/off/yes/no as booleans, which would turn the key ``on`` of
-    ``constraint: {on: true}`` into ``True``.
-    """
-
-
-_SafeLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def parse_study(text: str, source: str = "<study>") -> StudyConfig:
-    try:
-        raw = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}:{where} invalid YAML: {problem}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of settings at the top level (got {type(raw).__name__})")
-    raw = copy.deepcopy(raw)
-    try:
-        return StudyConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc, raw)}") from None
-
-
-def _first_error(exc: ValidationError, raw: Any = None) -> str:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
-    key = ".".join(loc)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        parent = _model_at(StudyConfig if raw is not None else RunConfig, loc[:-1])
-        hint = _did_you_mean(loc[-1], list(parent.model_fields)) if parent is not None else ""
-        return f"unknown key {key!r}{hint}"
-    if kind == "missing":
-        return f"{key}: required setting is missing"
-    msg = err["msg"].removeprefix("Value error, ")
-    value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
-    if "(got" in msg:
-        shown = ""
-    return f"{key}: {msg}{shown}" if key else f"{msg}{shown}"
-
-
-def _is_union_tag(part: Any) -> bool:
-    return part in ("Choices", "Range", "choices", "range", "fixed", "sequential") or (isinstance(part, str) and part.startswith("function-"))
-
-
-def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
-    node: Any = model
-    for part in loc:
-        field = node.model_fields.get(part) if isinstance(node, type) and issubclass(node, BaseModel) else None
-        if field is None:
-            return None
-        ann = field.annotation
-        node = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if node is None:
-            return None
-    return node
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (expected one of: {', '.join(sorted(options))})" if options else ""

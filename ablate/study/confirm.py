@@ -1,0 +1,162 @@
+"""The winner of a search confirmed on fresh seeds (``search.confirm: {top: K, seeds: M}``).
+
+A search's best trial is the luckiest of many noisy runs: its validation accuracy overstates
+what its settings give on another seed (the winner's curse). After an arm's search, its K best
+completed trials are each run again on the same M confirmation seeds, as trials of
+``<name>:confirm:<arm>`` (enqueued once each, claimed and retried like every other trial, so they
+show in the dashboard and survive a killed worker); the arm's repeats then run with the settings
+whose mean validation accuracy over those M runs is best. The search trial's own value is not in
+that mean: it is the biased one. The confirmation runs are part of the arm's budget
+(``search.n_trials``), so every arm spends the same. Confirmation seeds lie far from every seed
+the repeats run, so no repeat run is a confirmation run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ablate.config import StudyConfig, with_overrides
+from ablate.errors import ConfigError
+from ablate.study import adapter
+from ablate.study.claims import claim_lock, requeue_dead_trials
+from ablate.study.events import Events, QuietEvents
+from ablate.study.paths import StudyPaths
+from ablate.study.provenance import provenance
+from ablate.study.search import Search, search_base
+from ablate.study.storage import confirm_study, open_storage, search_study
+from ablate.study.trial import run_trial
+from ablate.study.worker import work
+
+__all__ = ["CONFIRM_SEED_OFFSET", "confirm_seeds", "Candidate", "Confirmation", "run_confirm", "confirmation"]
+
+# Far from any seed a study's repeats run (0, 1, ... from repeats.first_seed) and from the
+# ensemble members' (2**20 + ...): a confirmation run is never a repeat run.
+CONFIRM_SEED_OFFSET = 1 << 21
+
+
+def confirm_seeds(cfg: StudyConfig) -> list[int]:
+    """The M confirmation seeds, the same for every candidate (their runs pair by seed).
+
+    Raises:
+        ConfigError: the repeats' seeds reach the confirmation seeds.
+    """
+    assert cfg.search.confirm is not None
+    seeds = [CONFIRM_SEED_OFFSET + j for j in range(cfg.search.confirm.seeds)]
+    if cfg.repeats is not None and cfg.repeats.first_seed + cfg.repeats.max_seeds > CONFIRM_SEED_OFFSET:
+        raise ConfigError(f"repeats.first_seed: the repeats' seeds would reach the confirmation seeds "
+                          f"({CONFIRM_SEED_OFFSET} on); start them lower")
+    return seeds
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of a search's best trials and its confirmation runs' validation accuracies."""
+
+    trial: int  # its number in the search
+    params: dict[str, Any]
+    search_value: float
+    values: tuple[float, ...]  # one per confirmation seed that completed
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else float("nan")
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A search's candidates (best search value first) and the one confirmed."""
+
+    candidates: tuple[Candidate, ...]
+    seeds: int
+
+    @property
+    def winner(self) -> Candidate:
+        """Best mean over its confirmation runs; among equal means the better search trial."""
+        ran = [c for c in self.candidates if c.values]
+        if not ran:
+            raise ConfigError("search.confirm: no confirmation run completed; run the search phase again")
+        return max(ran, key=lambda c: (c.mean, -self.candidates.index(c)))
+
+    def record(self, top: int) -> dict[str, Any]:
+        """As ``tuning.json`` keeps it (its ``confirm`` key)."""
+        return {"top": top, "seeds": self.seeds,
+                "candidates": [{"trial": c.trial, "search_value": c.search_value, "values": list(c.values),
+                                "mean": c.mean} for c in self.candidates],
+                "search_winner": self.candidates[0].trial, "confirm_winner": self.winner.trial}
+
+
+def _best_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(complete, key=lambda t: (-t.value, t.number))[:top]
+
+
+def _cell(trial: FrozenTrial) -> tuple[Any, Any]:
+    """(candidate, seed) of a confirmation trial, from the parameters it was enqueued with (a
+    worker killed between its suggests leaves ``params`` partial: see RepeatCell.of)."""
+    p = adapter.enqueued_params(trial) or trial.params
+    return p.get("candidate"), p.get("seed")
+
+
+def _enqueue(study: optuna.Study, paths: StudyPaths, best: list[FrozenTrial], seeds: list[int]) -> int:
+    """Enqueue each (candidate, seed) not yet COMPLETE, RUNNING or WAITING; returns how many cells."""
+    with claim_lock(adapter.storage_of(study), paths.storage, study.study_name):
+        requeue_dead_trials(study, paths.storage, max_retry=2)
+        live = {_cell(t) for t in study.get_trials(deepcopy=False)
+                if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
+        for t in best:
+            for seed in seeds:
+                if (t.number, seed) not in live:
+                    study.enqueue_trial({"candidate": t.number, "seed": seed},
+                                        user_attrs={"settings": dict(t.params), "search_value": t.value})
+    return len(best) * len(seeds)
+
+
+def run_confirm(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None, max_trials: int | None = None,
+                arm: str | None = None, replicate: int = 0) -> optuna.Study:
+    """Run the confirmation of a finished search until each of its candidates has run on every
+    confirmation seed. The search must be finished (``run_search`` returns only then)."""
+    events = events or QuietEvents()
+    storage = open_storage(paths.storage)
+    search = search_study(cfg, storage, arm, replicate)
+    study = confirm_study(cfg, storage, arm, replicate)
+    study.set_user_attr("ablate:provenance", provenance(paths))
+    assert cfg.search.confirm is not None
+    best = _best_trials(search, cfg.search.confirm.top)
+    seeds = confirm_seeds(cfg)
+    base = search_base(cfg, arm)
+    numbers = [t.number for t in best]
+
+    def objective(trial: optuna.Trial) -> float:
+        candidate = trial.suggest_categorical("candidate", numbers)
+        seed = trial.suggest_categorical("seed", seeds)
+        run_cfg = with_overrides(base, trial.user_attrs["settings"], f"confirm trial {trial.number}")
+        run_cfg = with_overrides(run_cfg, {"train.seed": seed}, "confirmation seed")
+        trial.set_user_attr("candidate", candidate)
+        return run_trial(trial, run_cfg, paths, events, study.study_name, prune=False)
+
+    want = _enqueue(study, paths, best, seeds)
+    work(study, paths, want, objective, events, only_waiting=True, max_retry=2, max_trials=max_trials,
+         label=Search(arm, replicate).label().replace("search", "confirm", 1))
+    return study
+
+
+def confirmation(cfg: StudyConfig, paths: StudyPaths, arm: str | None = None, replicate: int = 0) -> Confirmation:
+    """What a search's confirmation found, read from the storage (recomputed, never kept)."""
+    assert cfg.search.confirm is not None
+    storage = open_storage(paths.storage)
+    best = _best_trials(search_study(cfg, storage, arm, replicate), cfg.search.confirm.top)
+    values: dict[int, list[float]] = {t.number: [] for t in best}
+    runs = sorted(confirm_study(cfg, storage, arm, replicate).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                  key=lambda t: _cell(t)[1])
+    seen = set()
+    for t in runs:
+        if _cell(t) not in seen and _cell(t)[0] in values:
+            seen.add(_cell(t))
+            values[_cell(t)[0]].append(float(t.value))
+    return Confirmation(tuple(Candidate(t.number, dict(t.params), float(t.value), tuple(values[t.number]))
+                              for t in best), cfg.search.confirm.seeds)
