@@ -255,8 +255,10 @@ def test_tuning_is_shown_and_saved(tmp_path, no_figures):
     text = write_report_dir(study(), tmp_path, AnalysisSettings(title="t"), tuning=tuning).read_text()
     assert "## Tuning" in text and "per-arm (each arm had its own search with the same budget)" in text
     assert "| train.lr | 0.003 |" in text and "| model.constraint.weight | 0.20 |" in text
-    curve = stats.expected_max([0.6, 0.9, 0.7, 0.8]) * 100
-    assert f"| expected best val. accuracy (%) | {curve[0]:.2f} | {curve[1]:.2f} | {curve[3]:.2f} |" in text
+    curve = stats.tuning_curve([0.6, 0.9, 0.7, 0.8])
+    for n in (1, 2, 4):
+        assert (f"| {n} | {100 * curve.expected[n - 1]:.2f} | [{100 * curve.low[n - 1]:.2f}, "
+                f"{100 * curve.high[n - 1]:.2f}] |") in text
     assert "approximation" in text
     saved = json.loads((tmp_path / "tuning.json").read_text())
     assert saved["fmce"]["search_values"] == [0.6, 0.9, 0.7, 0.8] and saved["single"]["method"] == "per-arm"

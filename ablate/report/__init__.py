@@ -9,22 +9,27 @@ Modules:
 * :mod:`~ablate.report.formatting`: how numbers and tables are printed.
 * :mod:`~ablate.report.sentences`: the verdicts in words.
 * :mod:`~ablate.report.verdicts`, :mod:`~ablate.report.datasets`, :mod:`~ablate.report.sections`,
-  :mod:`~ablate.report.procedure`: the sections; :mod:`~ablate.report.markdown` assembles them.
+  :mod:`~ablate.report.tuning`, :mod:`~ablate.report.procedure`: the sections;
+  :mod:`~ablate.report.markdown` assembles them.
+* :mod:`~ablate.report.tuning_file`: tuning.json (read, checked, completed with tuning curves).
 * :mod:`~ablate.report.figures`: the figures.
 * :mod:`~ablate.report.folder`: the report folder (:func:`write_report_dir`).
 """
 
 from __future__ import annotations
 
-from ablate.report.folder import ANALYSIS_FILE, TUNING_FILE, read_tuning, write_report_dir
+from ablate.report.folder import ANALYSIS_FILE, TUNING_FILE, write_report_dir
 from ablate.report.formatting import format_count, format_p, format_points, format_prob
 from ablate.report.markdown import render_report
 from ablate.report.procedure import procedure_section
 from ablate.report.sections import AGGREGATE_FIGURES
 from ablate.report.sentences import across_sentence, sequential_sentence, verdict_sentence
+from ablate.report.tuning import TUNING_FIGURES
+from ablate.report.tuning_file import read_tuning
 
 __all__ = [
     "AGGREGATE_FIGURES",
+    "TUNING_FIGURES",
     "ANALYSIS_FILE",
     "TUNING_FILE",
     "format_points",

@@ -18,9 +18,10 @@ from matplotlib.ticker import MaxNLocator
 
 from ablate.errors import DataError
 from ablate.plots import new_figure, save_png
+from ablate.report.formatting import plural
 from ablate.stats import summarize_arm
 
-__all__ = ["arm_comparison", "learning_curves", "head_similarity", "critical_difference"]
+__all__ = ["arm_comparison", "learning_curves", "head_similarity", "critical_difference", "tuning_curves"]
 
 _JITTER = 0.08  # half-width, in arm slots, of the horizontal scatter of seed points
 
@@ -126,6 +127,43 @@ def critical_difference(avg_ranks: Mapping[str, float], cd: float, path: str | P
         y = -0.3 - 0.25 * j
         ax.hlines(y, ranked[first][1] - 0.03, ranked[last][1] + 0.03, color="k", lw=3)
     ax.axis("off")
+    return save_png(fig, path)
+
+
+def tuning_curves(curves: Mapping[str, Mapping[str, object]], path: str | Path, title: str = "Tuning curves") -> Path:
+    """Every arm's expected best validation accuracy after n search trials, with its band.
+
+    Args:
+        curves: per arm a ``curve`` of tuning.json (:func:`ablate.stats.tuning_curve`:
+            ``expected``, ``low``, ``high`` as fractions for n = 1..``trials``, ``pruned``,
+            ``confidence``); arms without one are left out.
+        path: where the PNG goes.
+        title: figure title.
+    """
+    fig = new_figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    drawn = [(arm, c) for arm, c in curves.items() if c]
+    confidence = 0.0
+    for i, (arm, c) in enumerate(drawn):
+        expected, low, high = (100.0 * np.asarray(c[k], dtype=float) for k in ("expected", "low", "high"))
+        ns = np.arange(1, expected.size + 1)
+        label = f"{arm} ({plural(int(c['trials']), 'trial')}, {c['pruned']} pruned)"
+        if expected.size == 1:  # no area to fill: the band as an error bar, side by side with the others
+            x = ns + 0.04 * (i - (len(drawn) - 1) / 2)
+            ax.errorbar(x, expected, yerr=[expected - low, high - expected], fmt="o", color=f"C{i}",
+                        capsize=4, label=label)  # fmt: skip
+        else:
+            ax.plot(ns, expected, marker="o", ms=3, color=f"C{i}", label=label)
+            ax.fill_between(ns, low, high, color=f"C{i}", alpha=0.15, lw=0)
+        confidence = float(c["confidence"])
+    ax.set(xlabel="search trials run (n)", ylabel="expected best validation accuracy (%)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.text(
+        0.99, 0.01, f"line: expected best of n (Dodge et al.); band: simultaneous {100 * confidence:g}% (opda)",
+        transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.4",
+    )  # fmt: skip
     return save_png(fig, path)
 
 

@@ -4,11 +4,13 @@ Layout of ``out_dir``::
 
     report.md          the report (ablate.report.render_report)
     results.csv        dataset,arm,seed,accuracy (+ the optional columns present) in canonical
-                       order, floats at full precision
+                       order, floats at full precision; every replicate's rows (the other
+                       tables use replicate 0's: ablate.stats.replicate_rows)
     analysis.json      the settings of the analysis (ablate.analysis.AnalysisSettings): title,
                        contrasts, rope, alpha, smallest_effect, still_rising, note, and for
                        sequential seeds the design (sequential: looks, spending, comparisons)
-    tuning.json        per arm: how it was tuned (only when given)
+    tuning.json        per arm: how it was tuned and its tuning curve with its band (only when
+                       given; ablate.report.tuning_file)
     comparisons.csv    ablate.stats.compare, floats written as shortest round-trip reprs; after
                        sequential seeds p_holm, p_tost_holm and mde_80 are empty and the
                        verdict is the design's (ablate.stats.mark_sequential)
@@ -17,7 +19,10 @@ Layout of ``out_dir``::
                        interval, seeds run, fixed-design seeds of the same power)
     across.csv         ablate.stats.across_datasets: one row per contrast
     summaries.csv      ablate.stats.summarize
-    figures/*.png      per-dataset arm comparisons, learning curves, head similarity, CD diagram
+    replicates.csv     several replicate searches only: ablate.stats.replicate_verdicts, each
+                       contrast's verdict with every replicate's settings
+    figures/*.png      per-dataset arm comparisons, learning curves, head similarity, CD diagram,
+                       tuning curves per data set searched
 
 Re-running ``ablate report --results out_dir/results.csv`` reproduces ``comparisons.csv``,
 ``across.csv`` and ``sequential.csv`` byte for byte: results are written with ``repr`` floats,
@@ -41,18 +46,18 @@ from pathlib import Path
 import pandas as pd
 
 from ablate import stats
-from ablate.analysis import AnalysisSettings, json_text, read_json
-from ablate.errors import ConfigError
+from ablate.analysis import AnalysisSettings, json_text
 from ablate.report import figures as figs
 from ablate.report.markdown import render_report
 from ablate.report.sections import AGGREGATE_FIGURES
+from ablate.report.tuning import TUNING_FIGURES
+from ablate.report.tuning_file import check_tuning, with_curves
 
-__all__ = ["ANALYSIS_FILE", "TUNING_FILE", "write_report_dir", "read_tuning"]
+__all__ = ["ANALYSIS_FILE", "TUNING_FILE", "write_report_dir"]
 
 ANALYSIS_FILE = "analysis.json"
 TUNING_FILE = "tuning.json"
 _FIGURE_DIR = "figures"
-_TUNING_METHODS = ("per-arm", "best", "fixed")
 
 
 def write_report_dir(
@@ -70,20 +75,22 @@ def write_report_dir(
 
     Args:
         results: results table (``dataset, arm, seed, accuracy``; accuracy a fraction), with
-            any of :data:`ablate.stats.OPTIONAL_COLUMNS`.
+            any of :data:`ablate.stats.OPTIONAL_COLUMNS`. With several ``replicate`` searches
+            every statistic but the verdict per replicate uses replicate 0's rows.
         out_dir: folder to write into (created if missing; files in it are replaced).
         settings: the analysis settings, saved as ``analysis.json``; with ``settings.sequential``
             the design's verdicts and ``sequential.csv``.
         provenance: shown in the report as given (a ``host`` key is left out); the SHA-256 of
             ``results.csv`` is added. A ``git_commit`` ending in "+dirty" is called out.
-        curves: optional ``arm, seed, epoch, val_accuracy`` (and optionally ``dataset``).
-        similarity: optional ``arm, seed, head_similarity`` (and optionally ``dataset``).
+        curves: optional ``arm, seed, epoch, val_accuracy`` (and optionally ``dataset``,
+            ``replicate``: replicate 0's are drawn).
+        similarity: optional ``arm, seed, head_similarity`` (and optionally ``dataset``,
+            ``replicate``).
         missing: planned runs that have no result (e.g. "fmce/digits/seed 3"), listed in the
             report's warnings.
-        tuning: per arm ``{"method": "per-arm"|"best"|"fixed", "settings": {path: value},
-            "n_trials": int, "importances": {param: float}, "search_values": [validation
-            accuracies of the complete search trials, in trial order]}``; saved as
-            ``tuning.json``.
+        tuning: per arm its tuning record (``ablate.report.tuning_file``: method, settings,
+            n_trials, importances, search_values, search_pruned, confirm, replicates,
+            dataset); saved as ``tuning.json`` with each arm's tuning curve added.
 
     Returns:
         The path of ``report.md``.
@@ -92,20 +99,23 @@ def write_report_dir(
         ConfigError: invalid results, contrasts or tuning (nothing is written then).
     """
     out_dir = Path(out_dir)
-    found = _analyse(results, settings)
-    tuning = _checked_tuning(tuning)
+    table = stats.sort_results(stats.validate_results(results))  # every replicate: results.csv
+    found = _analyse(stats.replicate_rows(table), settings)
+    tuning = check_tuning(tuning)
+    tuning = with_curves(tuning) if tuning is not None else None
+    replicates = _replicate_verdicts(table, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results_csv = _write_tables(out_dir, found, settings, tuning)
+    results_csv = _write_tables(out_dir, table, found, settings, tuning, replicates)
+    curves = stats.replicate_rows(curves) if curves is not None else None
+    similarity = stats.replicate_rows(similarity) if similarity is not None else None
     figure_paths = _draw_figures(found.results, found.aggregate, out_dir, curves, similarity)
+    figure_paths.update(_draw_tuning_figures(tuning or {}, out_dir))
     provenance = dict(provenance or {})
     provenance.setdefault("results.csv sha256", hashlib.sha256(results_csv.encode()).hexdigest())
-    expected_best = (
-        {arm: stats.expected_max(t["search_values"]).tolist() for arm, t in tuning.items()} if tuning else None
-    )
     text = render_report(
         found.comparisons, found.summaries, found.aggregate, settings, provenance=provenance,
         figures=figure_paths, missing=missing, similarity=_similarity_summary(similarity, found.results),
-        profiles=found.profiles, too_short=found.too_short, tuning=tuning, expected_best=expected_best,
+        profiles=found.profiles, too_short=found.too_short, tuning=tuning, replicate_verdicts=replicates,
         sequential=found.sequential,
     )  # fmt: skip
     report = out_dir / "report.md"
@@ -143,11 +153,20 @@ def _analyse(results: pd.DataFrame, settings: AnalysisSettings) -> _Statistics:
     return _Statistics(results, comparisons, summaries, profiles, aggregate, sequential, too_short)
 
 
-def _write_tables(out_dir: Path, found: _Statistics, settings: AnalysisSettings,
-                  tuning: Mapping[str, object] | None) -> str:
-    """Write the CSV and JSON files; return the text of results.csv."""
-    columns = list(stats.RESULT_COLUMNS) + [c for c in stats.OPTIONAL_COLUMNS if c in found.results.columns]
-    results_csv = _csv(found.results[columns])
+def _replicate_verdicts(results: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame | None:
+    """Each contrast's verdict per replicate search; None with one search."""
+    s = settings
+    compare = partial(stats.compare, contrasts=s.contrasts, rope=s.rope, alpha=s.alpha,
+                      smallest_effect=s.smallest_effect, still_rising=s.still_rising)
+    verdicts = stats.replicate_verdicts(results, compare)
+    return None if verdicts.empty else verdicts
+
+
+def _write_tables(out_dir: Path, results: pd.DataFrame, found: _Statistics, settings: AnalysisSettings,
+                  tuning: Mapping[str, object] | None, replicates: pd.DataFrame | None) -> str:
+    """Write the CSV and JSON files; return the text of results.csv (``results``: every replicate)."""
+    columns = list(stats.RESULT_COLUMNS) + [c for c in stats.OPTIONAL_COLUMNS if c in results.columns]
+    results_csv = _csv(results[columns])
     _write_atomic(out_dir / "results.csv", results_csv.encode())
     _write_atomic(out_dir / ANALYSIS_FILE, settings.to_json().encode())
     if tuning is not None:
@@ -159,63 +178,11 @@ def _write_tables(out_dir: Path, found: _Statistics, settings: AnalysisSettings,
     else:
         (out_dir / "sequential.csv").unlink(missing_ok=True)  # from an earlier, sequential analysis
     _write_atomic(out_dir / "summaries.csv", _csv(found.summaries).encode())
+    if replicates is not None:
+        _write_atomic(out_dir / "replicates.csv", _csv(replicates).encode())
+    else:
+        (out_dir / "replicates.csv").unlink(missing_ok=True)  # from an earlier report with several searches
     return results_csv
-
-
-def read_tuning(path: Path) -> dict[str, dict[str, object]]:
-    """Read ``tuning.json`` (see :func:`write_report_dir`).
-
-    Raises:
-        ConfigError: the file is missing, unreadable, not JSON or malformed; one line that
-            starts with the path.
-    """
-    data = read_json(path)
-    try:
-        checked = _checked_tuning(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return checked or {}
-
-
-def _checked_tuning(tuning: Mapping[str, Mapping[str, object]] | None) -> dict[str, dict[str, object]] | None:
-    """A plain-JSON copy of ``tuning`` with its types checked."""
-    if tuning is None:
-        return None
-    if not isinstance(tuning, Mapping):
-        raise ConfigError("tuning must map arm names to their tuning record")
-    out: dict[str, dict[str, object]] = {}
-    for arm, record in tuning.items():
-        if not isinstance(record, Mapping):
-            raise ConfigError(f"tuning of arm {arm!r} must be a mapping")
-        method = record.get("method")
-        if method not in _TUNING_METHODS:
-            raise ConfigError(f"tuning of arm {arm!r}: method {method!r} is not one of {', '.join(_TUNING_METHODS)}")
-        values = record.get("search_values", [])
-        try:
-            values = [float(v) for v in values]
-            importances = {str(k): float(v) for k, v in dict(record.get("importances", {}) or {}).items()}
-            n_trials = int(record.get("n_trials", len(values)))
-        except (TypeError, ValueError):
-            raise ConfigError(f"tuning of arm {arm!r}: search_values, importances and n_trials must be numbers") from None
-        settings = record.get("settings", {}) or {}
-        if not isinstance(settings, Mapping):
-            raise ConfigError(f"tuning of arm {arm!r}: settings must be a mapping of dotted paths to values")
-        out[str(arm)] = {
-            "method": method,
-            "settings": {str(k): _json_value(v) for k, v in settings.items()},
-            "n_trials": n_trials,
-            "importances": importances,
-            "search_values": values,
-        }
-    return out
-
-
-def _json_value(value: object) -> object:
-    if isinstance(value, (str, bool, int, float)) or value is None:
-        return value
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return str(value)
 
 
 def _similarity_summary(similarity: pd.DataFrame | None, results: pd.DataFrame) -> pd.DataFrame | None:
@@ -263,6 +230,22 @@ def _draw_figures(
         f = aggregate.friedman
         draw(AGGREGATE_FIGURES, "critical_difference.png", partial(figs.critical_difference, f.avg_ranks, f.cd))
     return paths
+
+
+def _draw_tuning_figures(tuning: Mapping[str, Mapping[str, object]], out_dir: Path) -> dict[str, list[str]]:
+    """One figure of tuning curves per data set searched (the records' ``dataset``; unnamed: "search")."""
+    by_dataset: dict[str, dict[str, object]] = {}
+    for arm, record in tuning.items():
+        if record.get("curve"):
+            by_dataset.setdefault(str(record.get("dataset") or ""), {})[arm] = record["curve"]
+    paths = []
+    for dataset, curves in by_dataset.items():
+        name = f"{_slug(dataset or 'search')}_tuning.png"
+        title = f"{dataset}: tuning curves" if dataset else "Tuning curves (the search's data set)"
+        (out_dir / _FIGURE_DIR).mkdir(exist_ok=True)
+        _write_atomic_with(out_dir / _FIGURE_DIR / name, partial(figs.tuning_curves, curves, title=title))
+        paths.append(f"{_FIGURE_DIR}/{name}")
+    return {TUNING_FIGURES: paths} if paths else {}
 
 
 def _extra_figures(curves: pd.DataFrame | None, similarity: pd.DataFrame | None) -> tuple:

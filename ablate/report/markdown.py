@@ -3,7 +3,8 @@
 The report opens with a note on where the numbers come from (when given), a warning when the
 working tree was dirty, one plain-language verdict per dataset and contrast (with what else
 differs between the arms and whether one was still learning) and one per contrast across data
-sets; then the tables behind them, how each arm was tuned, the warnings, the evidence across
+sets; then the tables behind them, how each arm was tuned (with several searches per arm, the verdict
+per replicate), the warnings, the evidence across
 datasets, the figures, the procedure with its references (``ablate.report.procedure``), and
 the provenance (never the host). Every number is printed by ``ablate.report.formatting``, so
 the text shows exactly the values of ``comparisons.csv``, rounded the same way everywhere.
@@ -18,8 +19,8 @@ import pandas as pd
 from ablate.analysis import AnalysisSettings
 from ablate.report.datasets import dataset_section
 from ablate.report.procedure import procedure_section
-from ablate.report.sections import (aggregate_section, provenance_section, similarity_section, tuning_section,
-                                    warning_section)
+from ablate.report.sections import aggregate_section, provenance_section, similarity_section, warning_section
+from ablate.report.tuning import TUNING_FIGURES, replicate_section, tuning_section
 from ablate.report.verdicts import sequential_section, verdict_section
 from ablate.stats import Aggregate
 
@@ -39,7 +40,7 @@ def render_report(
     profiles: pd.DataFrame | None = None,
     too_short: Sequence[Mapping[str, object]] = (),
     tuning: Mapping[str, Mapping[str, object]] | None = None,
-    expected_best: Mapping[str, Sequence[float]] | None = None,
+    replicate_verdicts: pd.DataFrame | None = None,
     sequential: pd.DataFrame | None = None,
 ) -> str:
     """Return the markdown report.
@@ -54,13 +55,16 @@ def render_report(
             device, seeds, trial numbers, wall time, ...); rendered as given, in order, except
             a ``host`` key. A ``git_commit`` ending in "+dirty" is called out at the top.
         figures: relative figure paths per dataset name; key
-            :data:`ablate.report.AGGREGATE_FIGURES` for figures across datasets.
+            :data:`ablate.report.AGGREGATE_FIGURES` for figures across datasets, key
+            :data:`ablate.report.TUNING_FIGURES` for the tuning curves.
         missing: planned runs without a result, listed under the warnings.
         similarity: output of :func:`ablate.stats.summarize_similarity`, or None.
         profiles: output of :func:`ablate.stats.profile_arms`, or None.
         too_short: output of :func:`ablate.stats.single_recipe_too_short`.
-        tuning: per arm, how it was tuned (see :func:`ablate.report.write_report_dir`).
-        expected_best: per arm, :func:`ablate.stats.expected_max` of its search values.
+        tuning: per arm, how it was tuned, as tuning.json holds it with each arm's ``curve``
+            (``ablate.report.tuning_file``: :func:`~ablate.report.tuning_file.with_curves`).
+        replicate_verdicts: :func:`ablate.stats.replicate_verdicts` when the results hold
+            several replicate searches (``comparisons`` then are replicate 0's), else None.
         sequential: output of :func:`ablate.stats.sequential_frame` for sequential seeds (then
             ``comparisons`` is :func:`ablate.stats.mark_sequential`'s and ``settings.sequential``
             the design): the verdicts are the design's, a "Sequential seeds" section follows the
@@ -79,7 +83,8 @@ def render_report(
     for dataset in _datasets(comparisons, summaries):
         lines += dataset_section(dataset, comparisons, summaries, profiles, figures, settings.still_rising,
                                  sequential is not None)
-    lines += tuning_section(tuning, expected_best)
+    lines += tuning_section(tuning, figures.get(TUNING_FIGURES, ()))
+    lines += replicate_section(replicate_verdicts, sequential is not None)
     lines += similarity_section(similarity)
     lines += warning_section(comparisons, aggregate, missing)
     lines += aggregate_section(aggregate, figures, settings.alpha)

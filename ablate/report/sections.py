@@ -1,4 +1,4 @@
-"""The report's later sections: tuning, head similarity, warnings, evidence across data sets, provenance."""
+"""The report's later sections: head similarity, warnings, evidence across data sets, provenance."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from ablate.stats import AcrossDifference, Aggregate, FriedmanResult
 
 __all__ = [
     "AGGREGATE_FIGURES",
-    "tuning_section",
     "similarity_section",
     "warning_section",
     "aggregate_section",
@@ -23,63 +22,6 @@ __all__ = [
 
 # key of ``figures`` for figures about all datasets together (the CD diagram)
 AGGREGATE_FIGURES = "all datasets"
-
-_TUNING_METHODS = {
-    "per-arm": "each arm had its own search with the same budget",
-    "best": "every arm used the settings of the one best search trial",
-    "fixed": "no search: every arm used the study file's settings",
-}
-
-
-def tuning_section(
-    tuning: Mapping[str, Mapping[str, object]] | None, expected_best: Mapping[str, Sequence[float]] | None
-) -> list[str]:
-    """How each arm was tuned: method, settings, importances, expected best of n trials."""
-    if not tuning:
-        return []
-    methods = sorted({str(t["method"]) for t in tuning.values()})
-    lines = [
-        "## Tuning",
-        "",
-        "How each arm's hyperparameters were chosen: "
-        + "; ".join(f"{m} ({_TUNING_METHODS.get(m, m)})" for m in methods) + ".",
-        "Expected best validation accuracy after n search trials (Dodge et al. 2019): the expected "
-        "maximum of n draws from the arm's completed trials. With TPE sampling and pruning the trials "
-        "are not independent draws, so this is an approximation.",
-        "",
-    ]
-    for arm, t in tuning.items():
-        lines += _arm_tuning(arm, t, list((expected_best or {}).get(arm, ())))
-    return lines
-
-
-def _arm_tuning(arm: str, t: Mapping[str, object], curve: list[float]) -> list[str]:
-    lines = [f"### {arm}", "", f"Method: {t['method']}; search trials: {t['n_trials']}.", ""]
-    settings = t.get("settings") or {}
-    if settings:
-        lines += table(["setting", "value"], [[k, _setting(v)] for k, v in settings.items()]) + [""]
-    importances = t.get("importances") or {}
-    if importances:
-        ranked = sorted(importances.items(), key=lambda item: -item[1])
-        lines += ["Parameter importances (Optuna):", ""]
-        lines += table(["parameter", "importance"], [[k, f"{v:.2f}"] for k, v in ranked]) + [""]
-    elif t["method"] != "fixed":
-        completed = len(t.get("search_values") or [])
-        lines += [f"Parameter importances: not computed (too few completed search trials to rank the "
-                  f"parameters: {completed}).", ""]
-    if curve:
-        shown = sorted({n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256) if n <= len(curve)} | {len(curve)})
-        lines += table(
-            ["search trials n", *[str(n) for n in shown]],
-            [["expected best val. accuracy (%)", *[format_points(100 * curve[n - 1]) for n in shown]]],
-        ) + [""]
-    elif t["method"] != "fixed":
-        lines += ["No completed search trials recorded.", ""]
-    return lines
-
-
-def _setting(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def similarity_section(similarity: pd.DataFrame | None) -> list[str]:

@@ -20,7 +20,7 @@ Modules, one concept each:
 * :mod:`~ablate.stats.across`: across datasets (datasets as units, random effects, Friedman).
 * :mod:`~ablate.stats.design`: sequential designs (alpha spending, z and t boundaries).
 * :mod:`~ablate.stats.sequential`: sequential looks, decisions, operating characteristics.
-* :mod:`~ablate.stats.tuning`: expected best of n search trials.
+* :mod:`~ablate.stats.tuning`: tuning curves with confidence bands; replicate searches and their verdicts.
 """
 
 from __future__ import annotations
