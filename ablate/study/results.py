@@ -161,7 +161,7 @@ def tuning_record(cfg: StudyConfig, paths: StudyPaths, trials: list[FrozenTrial]
     for arm in cfg.arms:
         cell = stored.get((arm, 0 if cfg.search.replicates > 1 else None), CellSettings(precision=None))
         info: dict[str, Any] = {
-            "method": cfg.tuning, "settings": dict(cell.settings), "precision": cell.precision,
+            "method": cfg.tuning, "dataset": cfg.dataset.name, "settings": dict(cell.settings), "precision": cell.precision,
             "source": cell.tuning.get("source", ""), "n_trials": 0, "importances": {}, "search_values": [],
             "search_pruned": [], "confirm": None, "replicates": None,
         }
