@@ -16,17 +16,18 @@ Modules:
 
 from __future__ import annotations
 
-from ablate.report.folder import ANALYSIS_FILE, TUNING_FILE, read_tuning, write_report_dir
+from ablate.report.folder import ANALYSIS_FILE, PREDICTIONS_FILE, TUNING_FILE, read_tuning, write_report_dir
 from ablate.report.formatting import format_count, format_p, format_points, format_prob
 from ablate.report.markdown import render_report
 from ablate.report.procedure import procedure_section
 from ablate.report.sections import AGGREGATE_FIGURES
-from ablate.report.sentences import across_sentence, sequential_sentence, verdict_sentence
+from ablate.report.sentences import across_sentence, sequential_sentence, variance_sentence, verdict_sentence
 
 __all__ = [
     "AGGREGATE_FIGURES",
     "ANALYSIS_FILE",
     "TUNING_FILE",
+    "PREDICTIONS_FILE",
     "format_points",
     "format_p",
     "format_prob",
@@ -34,6 +35,7 @@ __all__ = [
     "verdict_sentence",
     "sequential_sentence",
     "across_sentence",
+    "variance_sentence",
     "procedure_section",
     "render_report",
     "write_report_dir",
