@@ -24,13 +24,18 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from ablate.errors import ConfigError
 
 __all__ = [
-    "Spending", "SPENDING", "SequentialPlan", "AnalysisSettings", "check_settings", "is_finite", "read_json",
-    "json_text",
+    "Spending", "SPENDING", "VARIANCE_SOURCES", "SequentialPlan", "AnalysisSettings", "check_settings", "is_finite",
+    "read_json", "json_text",
 ]  # fmt: skip
 
 # The Lan-DeMets alpha-spending families (ablate.stats.spent_alpha implements them).
 Spending = Literal["obrien-fleming", "pocock"]
 SPENDING: tuple[str, ...] = get_args(Spending)
+
+# What a repeat seed can vary (a study file's ``repeats.vary``): model initialisation, data order,
+# augmentation, and the train / validation partition. The test examples are never among them.
+VarianceSource = Literal["init", "order", "augment", "split"]
+VARIANCE_SOURCES: tuple[str, ...] = get_args(VarianceSource)
 
 
 def is_finite(x: object) -> bool:
@@ -116,11 +121,13 @@ class AnalysisSettings(_Frozen):
 
     ``title``: the report's first heading; ``contrasts``: ``(arm_a, arm_b)`` pairs (None: every
     pair, ``ablate.stats.default_contrasts``); ``rope``: half-width of the region of practical
-    equivalence in points (None: per data set the larger of 0.1 and one test image);
+    equivalence in points (None: ``smallest_effect`` where given, else per data set the larger of
+    0.1 and one test image);
     ``alpha``: significance level; ``smallest_effect``: smallest difference of interest in
     points (seeds needed for it); ``still_rising``: late validation gain (points) above which
     an arm is still rising; ``note``: a paragraph shown at the top of the report;
-    ``sequential``: the design of sequential seeds, None for a fixed design.
+    ``vary``: what the seeds varied (:data:`VARIANCE_SOURCES`; None: not recorded, as for a
+    table from elsewhere); ``sequential``: the design of sequential seeds, None for a fixed design.
 
     Raises:
         ConfigError: an unknown key, a value of the wrong type (the messages of
@@ -134,6 +141,7 @@ class AnalysisSettings(_Frozen):
     smallest_effect: float | None = None
     still_rising: float = 2.0
     note: str | None = None
+    vary: tuple[VarianceSource, ...] | None = None
     sequential: SequentialPlan | None = None
 
     @model_validator(mode="before")
@@ -156,6 +164,10 @@ class AnalysisSettings(_Frozen):
         for key in _TEXTS:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ConfigError(f"{key} must be text")
+        vary = data.get("vary")
+        if vary is not None and not (isinstance(vary, (list, tuple)) and vary and all(v in VARIANCE_SOURCES for v in vary)
+                                     and len(set(vary)) == len(vary)):
+            raise ConfigError(f"vary must be a list of distinct sources out of {', '.join(VARIANCE_SOURCES)}, got {vary!r}")
         return data
 
     @model_validator(mode="after")
@@ -190,11 +202,13 @@ class AnalysisSettings(_Frozen):
         return type(self).model_validate({**self.model_dump(), **changes})
 
     def to_json(self) -> str:
-        """The text of ``analysis.json``: every setting in field order, the ``sequential`` key only
-        for sequential seeds (so a fixed design's file is as it always was)."""
+        """The text of ``analysis.json``: every setting in field order, the ``vary`` key only when
+        recorded and the ``sequential`` key only for sequential seeds (so an older file writes back
+        as it always was)."""
         data = self.model_dump(mode="json")
-        if self.sequential is None:
-            del data["sequential"]
+        for key in ("vary", "sequential"):
+            if data[key] is None:
+                del data[key]
         return json_text(data)
 
 

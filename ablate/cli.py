@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                      "(default 2) (--results)")
     rep.add_argument("--title", help="report title (--results)")
     rep.add_argument("--note", help="a note shown at the top of the report, e.g. where the numbers come from (--results)")
+    rep.add_argument("--predictions", type=Path, help="per-example test predictions of the runs "
+                     "(dataset,arm,seed,example,label,predicted; default: predictions.csv.gz beside the results "
+                     "when present): the test images become a sample too (--results)")
     _add_storage(rep)
     rep.set_defaults(func=cmd_report)
 
@@ -218,13 +221,13 @@ def _write_report(cfg, paths) -> Path:
         raise AblateError(f"study {cfg.name!r}: no completed repeat trials yet; run: ablate run {paths.study_file} --phase repeats")
     report = write_report_dir(data.results, paths.report_dir, analysis_settings(cfg), provenance=data.provenance,
                               curves=data.curves, similarity=data.similarity, missing=[str(c) for c in data.missing],
-                              tuning=data.tuning)
+                              tuning=data.tuning, predictions=data.predictions)
     note_on_dashboard(data.study, report)
     print(f"report: {report}")
     return report
 
 
-_RESULTS_ONLY = ("contrast", "rope", "alpha", "smallest_effect", "still_rising", "title", "note", "out")
+_RESULTS_ONLY = ("contrast", "rope", "alpha", "smallest_effect", "still_rising", "title", "note", "out", "predictions")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -249,13 +252,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _report_from_results(args: argparse.Namespace) -> int:
     """``ablate report --results X``: the settings saved beside X, overridden by the flags."""
     from ablate.analysis import AnalysisSettings
-    from ablate.report import ANALYSIS_FILE, TUNING_FILE, read_tuning, write_report_dir
-    from ablate.stats import load_results
+    from ablate.report import ANALYSIS_FILE, PREDICTIONS_FILE, TUNING_FILE, read_tuning, write_report_dir
+    from ablate.stats import load_predictions, load_results
 
     results = load_results(args.results)
     folder = args.results.parent
     settings = AnalysisSettings.read(folder / ANALYSIS_FILE) if (folder / ANALYSIS_FILE).is_file() else AnalysisSettings()
     tuning = read_tuning(folder / TUNING_FILE) if (folder / TUNING_FILE).is_file() else None
+    beside = folder / PREDICTIONS_FILE
+    predictions_file = args.predictions or (beside if beside.is_file() else None)
+    predictions = load_predictions(predictions_file, results) if predictions_file is not None else None
     changes: dict = {}
     if args.contrast is not None:
         changes["contrasts"] = [tuple(pair) for pair in args.contrast]
@@ -270,7 +276,7 @@ def _report_from_results(args: argparse.Namespace) -> int:
     settings = settings.with_changes(**changes)
     out = args.out or Path("reports") / args.results.stem
     report = write_report_dir(results, out, settings, provenance={"results file": _shown_path(args.results)},
-                              tuning=tuning)
+                              tuning=tuning, predictions=predictions)
     print(f"report: {report}")
     return 0
 

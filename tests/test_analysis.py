@@ -71,3 +71,22 @@ def test_sequential_plan_names_the_bad_value(fields, message):
     with pytest.raises(ConfigError) as info:
         SequentialPlan(**fields)
     assert message in str(info.value)
+
+
+def test_vary_is_written_only_when_recorded_and_read_back(tmp_path):
+    settings = AnalysisSettings(title="t", vary=("init", "split"))
+    text = settings.to_json()
+    assert text.endswith('"note": null,\n  "vary": [\n    "init",\n    "split"\n  ]\n}\n')
+    path = tmp_path / "analysis.json"
+    path.write_text(text)
+    assert AnalysisSettings.read(path) == settings and AnalysisSettings.read(path).to_json() == text
+    assert '"vary"' not in AnalysisSettings(title="t").to_json()  # older files write back as they were
+    plan = SequentialPlan(looks=(5, 10), spending="pocock", comparisons=1)
+    both = AnalysisSettings(vary=("order",), sequential=plan).to_json()
+    assert both.index('"vary"') < both.index('"sequential"')
+
+
+@pytest.mark.parametrize("vary", [["weights"], [], ["init", "init"], "init", [["init"]]])
+def test_vary_names_the_sources_a_seed_can_draw(vary):
+    with pytest.raises(ConfigError, match="vary must be a list of distinct sources out of init, order, augment, split"):
+        AnalysisSettings(vary=vary)

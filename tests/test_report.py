@@ -16,7 +16,7 @@ from ablate.cli import main
 from ablate.report import figures as report_figures
 from ablate.report.docs import statistics_page
 from ablate.report.procedure import SEQUENTIAL_STEPS, STEPS, procedure_section
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, DataError
 from ablate.report import (
     AGGREGATE_FIGURES,
     write_report_dir,
@@ -66,14 +66,20 @@ def test_verdict_sentence_reads_like_the_example():
         "seeds_for_smallest_effect": math.nan, "confounded_by": "",
     }  # fmt: skip
     assert verdict_sentence(row) == (
-        "**fmce vs nfmce** on digits: +0.40 points [\u22120.10, +0.90], Holm p = 0.210: not significant; "
-        "smallest difference these 5 seeds detect with 80% power: 1.68 points."
+        "**fmce vs nfmce** on digits: +0.40 points [\u22120.10, +0.90] on this test set, Holm p = 0.210: not "
+        "significant; smallest difference these 5 seeds detect with 80% power: 1.68 points."
     )
     row.update(confounded_by="parameters, compute", seeds_for_smallest_effect=12.0)
-    assert verdict_sentence(row) == (
-        "**fmce vs nfmce** on digits: +0.40 points [\u22120.10, +0.90], Holm p = 0.210: not significant; "
-        "confounded by: parameters, compute; smallest difference these 5 seeds detect with 80% power: "
-        "1.68 points; 12 seeds give 80% power for the smallest effect of interest."
+    assert verdict_sentence(row, 0.05, 6) == (
+        "**fmce vs nfmce** on digits: +0.40 points [\u22120.10, +0.90] on this test set, Holm p = 0.210: not "
+        "significant; confounded by: parameters, compute; smallest difference these 5 seeds detect with 80% "
+        "power at Holm's first step (\u03b1 = 0.05/6): 1.68 points; 12 seeds give 80% power for the smallest "
+        "effect of interest."
+    )
+    row.update(ci_low_new_data=-0.9, ci_high_new_data=1.7, p_new_data=0.2, p_new_data_holm=0.41, confounded_by="")
+    assert verdict_sentence(row).startswith(
+        "**fmce vs nfmce** on digits: +0.40 points, [\u22120.90, +1.70] on new data (seeds and test images "
+        "random), Holm p = 0.410; [\u22120.10, +0.90] on this test set, Holm p = 0.210: not significant;"
     )
 
 
@@ -135,14 +141,15 @@ def test_report_numbers_agree_with_comparisons_csv(tmp_path):
     memory = stats.compare(results)
     # the CSV holds exactly the computed doubles
     numeric = memory.select_dtypes("number").columns
-    pd.testing.assert_frame_equal(csv[numeric], memory[numeric], check_exact=True)
+    pd.testing.assert_frame_equal(csv[numeric], memory[numeric], check_exact=True, check_dtype=False)
+    assert "the test images are held fixed: no per-example predictions were given" in text
     assert len(csv) == 6
     for row in csv.to_dict("records"):
         line = (
             f"**{row['arm_a']} vs {row['arm_b']}** on {row['dataset']}: "
             f"{format_points(row['diff'], signed=True)} points "
-            f"[{format_points(row['ci_low'], signed=True)}, {format_points(row['ci_high'], signed=True)}], "
-            f"Holm p = {format_p(row['p_holm'])}: {row['verdict']}"
+            f"[{format_points(row['ci_low'], signed=True)}, {format_points(row['ci_high'], signed=True)}] on this "
+            f"test set, Holm p = {format_p(row['p_holm'])}: {row['verdict']}"
         )
         assert line in text
     assert (tmp_path / "figures" / "digits_arms.png").stat().st_size > 0
@@ -233,15 +240,23 @@ def test_report_states_confounds_late_gains_and_a_dirty_tree(tmp_path, no_figure
     ]  # fmt: skip
 
 
-def test_single_long_beating_single_is_called_a_too_short_recipe(tmp_path, no_figures):
+def test_single_long_reaching_above_the_smallest_effect_marks_single_too_short(tmp_path, no_figures):
     rng = np.random.default_rng(2)
     base = rng.uniform(0.80, 0.82, 6)
     rows = [("d", "single", s, a) for s, a in enumerate(base)]
-    rows += [("d", "single-long", s, a + 0.03 + rng.normal(0, 0.002)) for s, a in enumerate(base)]
+    rows += [("d", "single-long", s, a + 0.006 + rng.normal(0, 0.01)) for s, a in enumerate(base)]
     rows += [("d", "fmce", s, a + 0.01) for s, a in enumerate(base)]
     results = pd.DataFrame(rows, columns=["dataset", "arm", "seed", "accuracy"])
-    text = write_report_dir(results, tmp_path, AnalysisSettings(title="t", contrasts=[("fmce", "single")])).read_text()
-    assert "On d, single-long beats single by +" in text and "evidence that the single recipe was too short" in text
+    settings = AnalysisSettings(title="t", contrasts=[("fmce", "single")], smallest_effect=1.0)
+    text = write_report_dir(results, tmp_path, settings).read_text()
+    (short,) = stats.too_short_recipes(results, smallest_effect=1.0)
+    assert short.diff < 1.0 < short.ci_high  # a gain below the smallest effect, yet it may be too short
+    assert (f"On d, single-long beats single by {format_points(short.diff, signed=True)} points "
+            f"[{format_points(short.ci_low, signed=True)}, {format_points(short.ci_high, signed=True)}] on this test "
+            "set over 6 seeds: that reaches above the smallest effect of interest (1.00 points), so single may be "
+            "too short") in text
+    assert "; may be too short: single" in text.split("## Results per dataset")[0]
+    assert read_comparisons(tmp_path / "comparisons.csv")["too_short"].tolist() == ["single"]
 
 
 def test_tuning_is_shown_and_saved(tmp_path, no_figures):
@@ -441,10 +456,144 @@ def test_the_procedure_section_is_the_steps_with_the_settings_filled_in():
     section = procedure_section(AnalysisSettings(alpha=0.01, rope=0.25, smallest_effect=0.5), plan)
     steps = [line for line in section if line[:1].isdigit()]
     assert len(steps) == len(STEPS) + len(SEQUENTIAL_STEPS)
-    assert "within ±0.25 points (given) are treated as practically zero" in steps[5]
-    assert "against the smallest effect of interest, 0.50 points" in steps[6]
+    assert "within ±0.25 points (given) are treated as practically zero" in steps[6]
+    assert "against the smallest effect of interest, 0.50 points" in steps[7] and "0.01/m" in steps[7]
+    assert "Satterthwaite" in steps[3] and "Holm" in steps[4]
+    default = procedure_section(AnalysisSettings(smallest_effect=0.5))
+    assert "within ±0.50 points (the smallest effect of interest) are" in [x for x in default if x[:2] == "7."][0]
     assert "looks after 3, 6 seeds" in steps[-2] and "1 − 0.01/4" in steps[-2]
     assert section[-2].startswith("- Jennison, C., Turnbull, B. W. (1989)")
     fixed = procedure_section(AnalysisSettings())
     assert len([line for line in fixed if line[:1].isdigit()]) == len(STEPS)
     assert not any("Armitage" in line for line in fixed)
+
+
+# --------------------------------------------------------------------------- predictions (issue 16)
+
+
+def predicted_study(seeds: int = 5, examples: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Three arms on one data set, scored on the same test images, with every run's predictions: fmce
+    gets a few more hard images right than nfmce, single a few fewer."""
+    rng = np.random.default_rng(16)
+    labels = rng.integers(0, 10, examples)
+    hard = rng.random(examples) < 0.15
+    results, predictions = [], []
+    for arm, p_hard in (("single", 0.45), ("nfmce", 0.5), ("fmce", 0.6)):
+        for seed in range(seeds):
+            right = np.where(hard, rng.random(examples) < p_hard, rng.random(examples) < 0.99)
+            predicted = np.where(right, labels, (labels + 1 + rng.integers(0, 9, examples)) % 10)
+            results.append(("digits", arm, seed, float(right.mean()), examples))
+            predictions.append(pd.DataFrame({"dataset": "digits", "arm": arm, "seed": seed,
+                                             "example": np.arange(examples) * 3, "label": labels,
+                                             "predicted": predicted}))
+    return (pd.DataFrame(results, columns=["dataset", "arm", "seed", "accuracy", "n_test"]),
+            pd.concat(predictions, ignore_index=True))
+
+
+def test_predictions_are_saved_read_back_and_regenerate_byte_for_byte(tmp_path, no_figures, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(report_figures, "head_similarity",
+                        lambda sim, path, title, **kw: drawn.append(kw) or Path(path).write_bytes(b"png"))
+    results, predictions = predicted_study()
+    settings = AnalysisSettings(title="t", vary=("init", "order", "augment", "split"))
+    first = tmp_path / "first"
+    text = write_report_dir(results, first, settings, predictions=predictions.sample(frac=1.0, random_state=1)).read_text()
+    saved = first / "predictions.csv.gz"
+    back = stats.load_predictions(saved, stats.load_results(first / "results.csv"))
+    pd.testing.assert_frame_equal(back, stats.validate_predictions(predictions, results))
+    with open(saved, "rb") as handle:
+        assert handle.read(10)[4:8] == b"\0\0\0\0"  # gzip mtime 0
+    # beside results.csv, read back by ablate report --results: every file the same bytes
+    second = tmp_path / "second"
+    assert main(["report", "--results", str(first / "results.csv"), "--out", str(second)]) == 0
+    for name in ("comparisons.csv", "across.csv", "predictions.csv.gz", "analysis.json"):
+        assert (second / name).read_bytes() == (first / name).read_bytes(), name
+    # or from anywhere with --predictions
+    elsewhere, third = tmp_path / "elsewhere", tmp_path / "third"
+    elsewhere.mkdir()
+    (elsewhere / "results.csv").write_bytes((first / "results.csv").read_bytes())
+    (elsewhere / "analysis.json").write_bytes((first / "analysis.json").read_bytes())
+    assert main(["report", "--results", str(elsewhere / "results.csv"), "--out", str(third),
+                 "--predictions", str(saved)]) == 0
+    assert (third / "comparisons.csv").read_bytes() == (first / "comparisons.csv").read_bytes()
+    csv = read_comparisons(first / "comparisons.csv")
+    assert csv["p_new_data"].notna().all() and (csv["n_examples"] == 200).all()
+    opening = text.split("## Results per dataset")[0]
+    assert ("What the intervals cover: seeds vary initialisation, data order, augmentation and the "
+            "train/validation split; the 200 test images are a sample too") in opening
+    fmce = csv.iloc[0]
+    assert (f"[{format_points(fmce['ci_low_new_data'], signed=True)}, "
+            f"{format_points(fmce['ci_high_new_data'], signed=True)}] on new data") in opening
+    assert "95% CI, new data" in text and "## Per-example disagreement" in text
+    assert drawn and set(drawn[0]["disagreement"]["arm_a"]) == {"fmce", "nfmce"}
+    # without predictions the folder loses its stale file, and says the intervals hold for this test set
+    write_report_dir(results, first, settings)
+    assert not saved.exists()
+    assert "this test set only" in (first / "report.md").read_text()
+
+
+def test_a_bad_predictions_file_is_one_line_at_the_command_line(tmp_path, capsys, no_figures):
+    results, predictions = predicted_study(seeds=3, examples=20)
+    path = tmp_path / "results.csv"
+    results.to_csv(path, index=False)
+    bad = tmp_path / "bad.csv.gz"
+    predictions.assign(seed=predictions["seed"] + 7).to_csv(bad, index=False)
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o"), "--predictions",
+                             str(bad)], "bad.csv.gz", "digits/single/seed 7: a run that is not in the results")
+    assert not (tmp_path / "o").exists()
+    predictions.drop(columns=["predicted"]).to_csv(tmp_path / "predictions.csv.gz", index=False)
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+                    "predictions.csv.gz: predictions table lacks column(s) predicted")
+    _one_line_error(capsys, ["report", "--results", str(path), "--predictions", str(tmp_path / "none.csv.gz")],
+                    "no such predictions file")
+
+
+def test_a_sequential_report_gives_the_new_data_interval_beside_each_decided_contrast(tmp_path, no_figures):
+    results, predictions = predicted_study(seeds=6)
+    plan = SequentialPlan(looks=(5, 6), spending="pocock", comparisons=3)
+    text = write_report_dir(results, tmp_path, AnalysisSettings(title="t", sequential=plan),
+                            predictions=predictions).read_text()
+    csv = read_comparisons(tmp_path / "comparisons.csv")
+    assert csv[["p_new_data_holm", "p_tost_new_data_holm", "p_holm"]].isna().all().all()
+    assert csv["p_new_data"].notna().all()
+    sequential = pd.read_csv(tmp_path / "sequential.csv")
+    decided = sequential[sequential["boundary"].notna()]
+    assert len(decided)  # fmce vs single is plain
+    for r in decided.to_dict("records"):
+        row = csv[(csv["arm_a"] == r["arm_a"]) & (csv["arm_b"] == r["arm_b"])].iloc[0]
+        assert ("decided by the design's seed-level test, whose boundaries are calibrated for it (this test set); "
+                f"for new data (seeds and test images random, all 6 seeds run) "
+                f"[{format_points(row['ci_low_new_data'], signed=True)}, "
+                f"{format_points(row['ci_high_new_data'], signed=True)}]") in text
+    assert "Beside each decided contrast is its interval for new data" in text
+
+
+def test_the_opening_says_what_the_seeds_varied():
+    results = study(n_seeds=3, datasets=("digits",)).assign(n_test=360)
+    comparisons, summaries = stats.compare(results), stats.summarize(results)
+    profiles = stats.profile_arms(results)
+    some = render_report(comparisons, summaries, settings=AnalysisSettings(vary=("init", "order")), profiles=profiles)
+    assert ("What the intervals cover: seeds vary initialisation and data order (augmentation and the "
+            "train/validation split are the same for every seed); the 360 test images are held fixed") in some
+    unknown = render_report(comparisons, summaries, profiles=profiles)
+    assert "what the seeds varied is not recorded" in unknown
+
+
+def test_the_head_diversity_figure_gains_per_example_disagreement(tmp_path):
+    results, predictions = predicted_study(seeds=3, examples=50)
+    disagree = stats.disagreement(predictions, results)
+    similarity = pd.DataFrame({"arm": ["fmce", "fmce", "nfmce", "nfmce"], "seed": [0, 1, 0, 1],
+                               "head_similarity": [0.2, 0.3, 0.5, 0.6]})
+    both = report_figures.head_similarity(similarity, tmp_path / "both.png", "d", disagreement=disagree)
+    alone = report_figures.head_similarity(None, tmp_path / "alone.png", "d", disagreement=disagree)
+    assert both.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and alone.stat().st_size > 0
+    with pytest.raises(DataError, match="neither head similarity nor disagreement"):
+        report_figures.head_similarity(None, tmp_path / "none.png", "d")
+
+
+def test_predictions_apply_to_results_reports_only(tmp_path, capsys, write_study):
+    from tests.conftest import tiny_study_text
+
+    path = write_study(tiny_study_text(extra="repeats: {seeds: 2}\n"))
+    _one_line_error(capsys, ["report", str(path), "--predictions", str(tmp_path / "p.csv.gz")],
+                    "--predictions applies to --results only")

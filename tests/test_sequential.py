@@ -7,9 +7,11 @@ samples), with seeds of their own, so they check the calibration rather than rep
 from __future__ import annotations
 
 import math
+import warnings
 from itertools import combinations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from statsmodels.stats.power import TTestPower
@@ -194,14 +196,18 @@ def test_equivalence_and_undecided_and_degenerate():
     noisy = np.random.default_rng(0).normal(0.0, 3.0, size=10)
     assert sq.decide(noisy[:5], design).decision == "continue"
     assert sq.decide(noisy, design).decision == "undecided"
-    assert sq.decide(np.zeros(5), design).decision == "equivalent"  # sd 0: the interval is the point
-    assert sq.decide(np.full(5, 0.8), design).decision == "A better"
+    # zero spread decides nothing: no interval, on to the next look (undecided at the last)
+    flat = sq.decide(np.full(5, 0.8), design)
+    assert (flat.decision, flat.boundary, flat.sd) == ("continue", None, 0.0) and math.isnan(flat.interval[0])
+    assert sq.decide(np.zeros(5), design).decision == "continue"
+    assert sq.decide(np.zeros(10), design).decision == "undecided"
     with pytest.raises(ValueError, match="NaN"):
         sq.decide(np.array([1.0, np.nan, 1, 1, 1]), design)
-    with pytest.raises(ValueError, match="6 seeds"):
-        sq.decide(tight, design, n_seeds_done=6)
+    # a seed missing below the seeds done is a cell given up: that look is undecided, for good
+    short = sq.decide(noisy[:5], design, n_seeds_done=10)
+    assert (short.decision, short.look, short.n, short.pairs) == ("undecided", 2, 10, 5) and short.settled
     before = sq.decide(tight[:3], design)
-    assert (before.decision, before.look) == ("continue", 0)
+    assert (before.decision, before.look, before.pairs) == ("continue", 0, 3) and not before.settled
 
 
 def test_next_action_says_what_to_run():
@@ -218,6 +224,28 @@ def test_next_action_says_what_to_run():
     assert (done.stop, done.next_seeds, done.batch) == (True, None, 0)
     last = sq.next_action(design, {"ac": np.resize(unclear, 12)}, 12)
     assert last.stop and last.decisions["ac"].decision == "undecided"
+    # a contrast that lost a pair among the first 8 seeds no longer keeps the repeats going
+    lost = pd.Series(unclear[[0, 1, 2, 3, 4, 6, 7]], index=[0, 1, 2, 3, 4, 6, 7])
+    gone = sq.next_action(design, {"ab": clear, "ac": lost}, 8)
+    assert gone.stop and gone.decisions["ac"].decision == "undecided" and gone.decisions["ac"].pairs == 7
+
+
+def test_a_look_with_zero_spread_decides_nothing():
+    # equal arms scored on 360 whole images, a first look at 2 seeds: the two differences are often the
+    # same, the interval had zero width and the look decided at once
+    design = sq.make_design([2, 4, 6], alpha=0.05, spending="pocock", rope=0.1)
+    rng = np.random.default_rng(9)
+    studies = 2000
+    images = rng.poisson(1.5, (studies, 6)) - rng.poisson(1.5, (studies, 6))
+    diffs = images / 3.6  # points
+    constant = (images[:, 0] == images[:, 1]) & (images[:, 0] != 0)
+    assert constant.mean() > 0.09  # the old false-positive rate at the first look alone: about 0.11
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        verdicts = [sq.decide(d, design) for d in diffs]
+    better = np.array([v.decision in ("A better", "B better") for v in verdicts])
+    assert better.mean() < 0.05 + 3 * math.sqrt(0.05 * 0.95 / studies)
+    assert not any(v.decided and v.look == 1 for v, c in zip(verdicts, constant) if c)
 
 
 # ------------------------------------------------------------------------------ operating characteristics
@@ -226,7 +254,7 @@ def test_next_action_says_what_to_run():
 def test_fixed_power_is_statsmodels_one_sided_power():
     got = sq.fixed_design_power(0.6, 1.2, 15, 0.05)
     assert got == pytest.approx(TTestPower().power(effect_size=0.5, nobs=15, alpha=0.025, alternative="larger"))
-    n = sq.fixed_design_seeds(0.6, 1.2, 0.05, 0.8)
+    n = int(sq.seeds_for_power(0.6, 1.2, 0.05, 0.8))
     assert sq.fixed_design_power(0.6, 1.2, n, 0.05) >= 0.8 > sq.fixed_design_power(0.6, 1.2, n - 1, 0.05)
 
 
@@ -241,6 +269,7 @@ def test_operating_characteristics():
     # A real effect is found early: fewer seeds on average than a fixed design of equal power.
     assert oc.power > 0.9
     assert oc.fixed_seeds is not None and oc.expected_seeds < oc.fixed_seeds - 5
+    assert oc.fixed_seeds == sq.seeds_for_power(0.35, 0.4, a, oc.power)  # the one function for seeds
     assert oc.expected_seeds_equal < oc.max_seeds  # equal arms stop early for equivalence here
     assert sq.operating_characteristics(design, sd=0.4, effect=0.35, studies=100_000, seed=5) == oc
 

@@ -15,7 +15,7 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
 from ablate import stats
-from ablate.analysis import SequentialPlan
+from ablate.analysis import AnalysisSettings, SequentialPlan
 from ablate.errors import ConfigError, DataError
 
 
@@ -61,8 +61,9 @@ def test_paired_values_match_scipy_and_statsmodels():
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
     assert row["p_paired"] == pytest.approx(paired.pvalue)
     assert row["p_welch"] == pytest.approx(st.ttest_ind(a, b, equal_var=False).pvalue)
-    assert row["p_tost"] == pytest.approx(ttost_paired(a, b, -0.1, 0.1)[0])
-    assert row["rope"] == 0.1  # no n_test: the 0.1-point floor
+    assert row["p_tost"] == pytest.approx(ttost_paired(a, b, -0.5, 0.5)[0])
+    assert row["rope"] == 0.5  # the smallest effect of interest
+    assert only_row(table({"fmce": A, "nfmce": B}))["rope"] == 0.1  # none, and no n_test: the 0.1-point floor
     # d_z with the exact J(n - 1) = Gamma((n-1)/2) / (sqrt((n-1)/2) Gamma((n-2)/2)), n = 6
     sd = d.std(ddof=1)
     j = special.gamma(5 / 2) / (math.sqrt(5 / 2) * special.gamma(4 / 2))
@@ -73,15 +74,20 @@ def test_paired_values_match_scipy_and_statsmodels():
     assert row["p_sign"] == pytest.approx(st.binomtest(wins, 6).pvalue)
     # Bayesian paired t posterior (Benavoli et al. 2017)
     post = st.t(5, loc=d.mean(), scale=sd / math.sqrt(6))
-    assert row["rope_below"] == pytest.approx(post.cdf(-0.1))
-    assert row["rope_above"] == pytest.approx(post.sf(0.1))
+    assert row["rope_below"] == pytest.approx(post.cdf(-0.5))
+    assert row["rope_above"] == pytest.approx(post.sf(0.5))
     assert row["rope_below"] + row["rope_inside"] + row["rope_above"] == pytest.approx(1.0)
+    # power of the two-sided test in the effect's direction = statsmodels' one-sided power at alpha/2;
+    # one row, so Holm's first step is alpha itself
     power = TTestPower()
-    assert row["mde_80"] == pytest.approx(power.solve_power(nobs=6, alpha=0.05, power=0.8) * sd)
+    assert row["mde_80"] == pytest.approx(
+        power.solve_power(nobs=6, alpha=0.025, power=0.8, alternative="larger") * sd, rel=1e-6)
     assert row["seeds_for_smallest_effect"] == math.ceil(
-        power.solve_power(effect_size=0.5 / sd, alpha=0.05, power=0.8)
+        power.solve_power(effect_size=0.5 / sd, alpha=0.025, power=0.8, alternative="larger")
     )
     assert row["sd_diff"] == pytest.approx(sd)
+    assert row["equivalence_attainable"] == bool(st.t.isf(0.05, 5) * sd / math.sqrt(6) < 0.5)
+    assert math.isnan(row["p_new_data"]) and pd.isna(row["n_examples"])  # no predictions
     for gone in ("power", "seeds_needed", "hedges_g", "p_superiority"):
         assert gone not in row.index
     assert row["confounded_by"] == "unknown" and row["still_rising"] == ""
@@ -173,18 +179,20 @@ def test_n_equals_two():
     assert "smallest attainable p = 2/2^2 = 0.5" in row["warnings"]
 
 
-def test_equal_arms_are_practically_equivalent():
+def test_equal_arms_have_zero_spread_and_the_sign_flip_tests():
     row = only_row(table({"a": A, "b": A}))
-    assert row["diff"] == 0.0 and (row["ci_low"], row["ci_high"]) == (0.0, 0.0)
-    assert math.isnan(row["p_paired"]) and math.isnan(row["p_holm"])  # t = 0/0
+    assert row["diff"] == 0.0 and math.isnan(row["ci_low"]) and math.isnan(row["ci_high"])  # no interval
+    assert row["p_paired"] == 1.0 and row["p_holm"] == 1.0  # the exact sign-flip p of all-zero differences
     assert row["p_permutation"] == 1.0
     assert row["p_welch"] == pytest.approx(1.0)
     assert math.isnan(row["d_z"]) and row["share_a_better"] == 0.5 and row["p_sign"] == 1.0
-    assert (row["rope_below"], row["rope_inside"], row["rope_above"]) == (0.0, 1.0, 0.0)
-    assert row["p_tost"] < 0.05 and row["p_tost_holm"] == row["p_tost"]  # one row: Holm changes nothing
-    assert row["verdict"] == "practically equivalent"
+    assert math.isnan(row["rope_below"]) and math.isnan(row["rope_inside"])  # no posterior from zero spread
+    assert row["p_tost"] == 1 / 2**6 and row["p_tost_holm"] == row["p_tost"]  # two one-sided sign-flip tests
+    assert row["verdict"] == "practically equivalent" and row["equivalence_attainable"]
     assert math.isnan(row["mde_80"])
-    assert "zero variance" in row["warnings"]
+    assert "zero spread" in row["warnings"]
+    two = only_row(table({"a": A[:2], "b": A[:2]}))  # 2 seeds: 1/4 cannot pass, and no t test says otherwise
+    assert two["p_tost"] == 0.25 and not two["equivalence_attainable"] and two["verdict"] == "not significant"
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # the reference ttest_ind
@@ -198,12 +206,40 @@ def test_one_arm_constant():
 
 def test_constant_nonzero_difference():
     # exactly representable in binary, so the differences are exactly 25 points; with values
-    # such as 0.6 the x100 conversion leaves ~1e-14 noise and sd(d) is tiny but not 0
+    # such as 0.6 the x100 conversion leaves ~1e-14 noise, which the 1e-9-point units remove
     row = only_row(table({"a": [0.5, 0.75, 0.625, 0.875], "b": [0.25, 0.5, 0.375, 0.625]}))
     assert row["sd_diff"] == 0.0 and row["diff"] == 25.0
-    assert row["p_paired"] == 0.0 and row["verdict"].startswith("significant: a better; paired t only")
-    assert (row["rope_below"], row["rope_inside"], row["rope_above"]) == (0.0, 0.0, 1.0)
+    assert row["p_paired"] == 2 / 2**4 and row["verdict"] == "not significant"  # the sign-flip p, not 0
+    assert math.isnan(row["rope_below"]) and math.isnan(row["ci_low"])
     assert math.isnan(row["mde_80"]) and math.isnan(row["d_z"])
+    noisy = only_row(table({"a": [0.9, 0.8, 0.7], "b": [0.9 - 1 / 360, 0.8 - 1 / 360, 0.7 - 1 / 360]}))
+    assert noisy["sd_diff"] == 0.0 and noisy["p_paired"] == 0.25  # one image at every seed, float noise aside
+    assert stats.paired_p([1.0, 1.0 + 1e-13, 1.0]) == 0.25 and stats.zero_spread([1.0, 1.0 + 1e-13])
+
+
+def skellam_differences(rng: np.random.Generator, studies: int, seeds: int, n_test: int = 360,
+                        discordant: float = 1.5) -> np.ndarray:
+    """Paired differences (points) of two equal arms scored on whole images: per seed, the images only A
+    gets right minus those only B gets right, each Poisson(``discordant``)."""
+    images = rng.poisson(discordant, (studies, seeds)) - rng.poisson(discordant, (studies, seeds))
+    return images / n_test * 100.0
+
+
+@pytest.mark.parametrize(("seeds", "constant_share", "old_rate"), [(2, 0.1, 0.1), (3, 0.015, 0.03)])
+def test_no_decision_on_zero_spread_in_a_fixed_design(seeds, constant_share, old_rate):
+    # equal arms, whole-image accuracies on 360 test images: a constant nonzero difference is common at 2
+    # or 3 seeds, and with p = 0 for it every one was a false positive (the old rule)
+    d = skellam_differences(np.random.default_rng(16), 4000, seeds)
+    constant = np.array([stats.zero_spread(x) and x[0] != 0 for x in d])
+    assert constant.mean() > constant_share  # the sum over k != 0 of P(D = k)^n, D ~ Skellam(1.5, 1.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t_only = st.ttest_1samp(d, 0.0, axis=1).pvalue
+    old = np.where(constant, 0.0, t_only)
+    assert (old < 0.05).mean() > old_rate  # 0.111 at 2 seeds: far above alpha
+    p = np.array([stats.paired_p(x) for x in d])
+    assert (p[constant] == 2 / 2**seeds).all()
+    assert (p < 0.05).mean() < 0.02
 
 
 def test_fewer_than_two_pairs_is_insufficient():
@@ -228,6 +264,72 @@ def test_permutation_test_warning_threshold():
     assert "permutation test cannot reach p < 0.05 with n = 5 (smallest attainable p = 2/2^5 = 0.0625)" in five["warnings"]
     assert "fewer than 5" not in five["warnings"]
     assert "permutation test" not in six["warnings"]
+
+
+def test_power_is_at_the_level_of_holm_s_first_step():
+    # the digits report's fmce vs nfmce: sd 0.59 over 6 seeds, 6 rows in the Holm family
+    sd, n, m = 0.5936044601786817, 6, 6
+    old, new = stats.mde_80(sd, n, 0.05), stats.mde_80(sd, n, 0.05 / m)
+    assert old == pytest.approx(0.85, abs=0.01) and new == pytest.approx(1.30, abs=0.01)
+    assert stats.seeds_for_power(1.0, sd, 0.05) == 5 and stats.seeds_for_power(1.0, sd, 0.05 / m) == 8
+    # simulated: a true difference of the old MDE passes Holm's first step far less often than 80%
+    rng = np.random.default_rng(6)
+    for effect, low, high in ((old, 0.35, 0.6), (new, 0.78, 0.82)):
+        d = rng.normal(effect, sd, (20_000, n))
+        passed = (st.ttest_1samp(d, 0.0, axis=1).pvalue < 0.05 / m).mean()
+        assert low < passed < high
+    assert stats.fixed_design_power(new, sd, n, 0.05 / m) == pytest.approx(0.8)
+    # in the table: six rows, each at alpha / 6
+    rows = stats.compare(pd.concat([table({"a": A, "b": B}, f"d{i}") for i in range(6)]), smallest_effect=1.0)
+    sd_row = float(rows["sd_diff"].iloc[0])
+    assert rows["mde_80"].iloc[0] == pytest.approx(stats.mde_80(sd_row, 6, 0.05 / 6))
+    assert rows["seeds_for_smallest_effect"].iloc[0] == stats.seeds_for_power(1.0, sd_row, 0.05 / 6)
+
+
+def test_one_function_gives_seeds_for_a_power():
+    power = TTestPower()
+    for effect, sd, alpha, target in ((0.6, 1.2, 0.05, 0.8), (1.0, 0.6, 0.01, 0.9), (0.2, 0.5, 0.05 / 6, 0.8)):
+        n = stats.seeds_for_power(effect, sd, alpha, target)
+        assert stats.fixed_design_power(effect, sd, int(n), alpha) >= target > stats.fixed_design_power(
+            effect, sd, int(n) - 1, alpha)
+        assert n == math.ceil(power.solve_power(effect_size=effect / sd, alpha=alpha / 2, power=target,
+                                                alternative="larger"))
+    assert stats.seeds_for_power(0.0, 1.0, 0.05) == math.inf and math.isnan(stats.seeds_for_power(None, 1.0, 0.05))
+    assert stats.seeds_for_power(5.0, 0.1, 0.05) == 2
+
+
+def test_the_equivalence_test_can_pass_with_the_smallest_effect_as_rope():
+    # 6 seeds at a paired sd of 0.6 on 360 test images: with the one-image ROPE (0.28 points) TOST can never
+    # pass, even for a difference of exactly 0; with the smallest effect of interest (1 point) it does
+    rng = np.random.default_rng(1)
+    b = rng.integers(340, 350, 6)
+    images = np.array([2, -2, 1, -1, 3, -3])  # sd 0.6 points, mean 0
+    results = with_columns(table({"a": list((b + images) / 360), "b": list(b / 360)}), n_test={"a": 360, "b": 360})
+    floor = only_row(results)
+    assert floor["rope"] == pytest.approx(100 / 360) and not floor["equivalence_attainable"]
+    assert floor["p_tost"] > 0.05 and floor["verdict"] == "not significant"
+    d = images / 3.6
+    assert st.t.isf(0.05, 5) * d.std(ddof=1) / math.sqrt(6) > 100 / 360  # why: the half-width alone is wider
+    row = only_row(results, smallest_effect=1.0)
+    assert row["rope"] == 1.0 and row["equivalence_attainable"] and row["verdict"] == "practically equivalent"
+    assert row["p_tost"] == pytest.approx(ttost_paired(d, np.zeros(6), -1.0, 1.0)[0])
+    assert only_row(results, smallest_effect=1.0, rope=0.2)["rope"] == 0.2  # a given ROPE still wins
+    assert stats.row_rope(None, 1.0, 360) == 1.0 and stats.row_rope(None, None, 360) == pytest.approx(100 / 360)
+
+
+def test_share_a_better_has_a_seeded_bootstrap_interval():
+    row = only_row(table({"a": A, "b": B}))
+    d = (np.array(A) - np.array(B)) * 100
+    _, shares = stats.paired_bootstrap(d[:, None], examples=False)
+    assert (row["share_ci_low"], row["share_ci_high"]) == tuple(np.quantile(shares, [0.025, 0.975]))
+    assert row["share_ci_low"] <= row["share_a_better"] <= row["share_ci_high"]
+    # by hand: a resample's share is the drawn seeds' wins, ties half
+    rng = np.random.default_rng(stats.BOOTSTRAP_SEED)
+    counts = np.bincount(rng.integers(0, 6, 6), minlength=6)
+    score = np.where(d > 1e-9, 1.0, np.where(abs(d) <= 1e-9, 0.5, 0.0))
+    assert shares[0] == pytest.approx(counts @ score / 6)
+    assert only_row(table({"a": A, "b": B}))["share_ci_low"] == row["share_ci_low"]  # seeded
+    assert math.isnan(only_row(table({"a": A[:1], "b": B[:1]}))["share_ci_low"])
 
 
 # --------------------------------------------------------------------------- the table
@@ -255,9 +357,11 @@ def test_columns_and_default_contrast_order():
     frame = stats.compare(two_datasets())
     assert list(frame.columns) == [
         "dataset", "arm_a", "arm_b", "n", "mean_a", "mean_b", "diff", "ci_low", "ci_high",
-        "p_paired", "p_welch", "p_permutation", "p_holm", "d_z", "share_a_better", "p_sign", "rope",
-        "rope_below", "rope_inside", "rope_above", "p_tost", "p_tost_holm", "mde_80",
-        "seeds_for_smallest_effect", "sd_diff", "confounded_by", "still_rising", "verdict", "warnings",
+        "p_paired", "p_welch", "p_permutation", "p_holm", "n_examples", "ci_low_new_data", "ci_high_new_data",
+        "df_new_data", "p_new_data", "p_new_data_holm", "sd_test_sampling", "d_z", "share_a_better",
+        "share_ci_low", "share_ci_high", "p_sign", "rope", "rope_below", "rope_inside", "rope_above", "p_tost",
+        "p_tost_holm", "p_tost_new_data", "p_tost_new_data_holm", "equivalence_attainable", "mde_80",
+        "seeds_for_smallest_effect", "sd_diff", "confounded_by", "still_rising", "too_short", "verdict", "warnings",
     ]  # fmt: skip
     pairs = list(zip(frame["dataset"], frame["arm_a"], frame["arm_b"]))
     assert pairs == [
@@ -502,17 +606,29 @@ def test_optional_columns_are_validated_and_kept(tmp_path):
         stats.load_results(bad)
 
 
-def test_single_long_beating_single_is_found():
+def test_single_may_be_too_short_when_single_long_s_interval_reaches_above_the_smallest_effect():
+    # the digits report's case: single's late gain (+0.97) is below the still-rising threshold, so that
+    # mark misses it, and single-long's lead is not significant after Holm, yet its interval reaches +2.5
     rng = np.random.default_rng(5)
     base = rng.uniform(0.80, 0.82, 6)
-    results = table({"single": list(base), "single-long": list(base + 0.03 + rng.normal(0, 0.002, 6)),
-                     "fmce": list(base + 0.01)})
-    comparisons = stats.compare(results, contrasts=[("fmce", "single")])
-    (found,) = stats.single_recipe_too_short(results, comparisons)
-    assert found["dataset"] == "digits" and found["source"] == "paired t" and found["diff"] > 2
-    comparisons = stats.compare(results, contrasts=[("single", "single-long")])
-    (found,) = stats.single_recipe_too_short(results, comparisons)
-    assert found["source"] == "contrast" and found["diff"] > 2
+    long = base + 0.013 + rng.normal(0, 0.012, 6)
+    results = with_columns(table({"single": list(base), "single-long": list(long), "fmce": list(base + 0.001)}),
+                           val_gain_last_quarter={"single": 0.0097, "single-long": 0.001, "fmce": 0.001})
+    d = (long - base) * 100
+    ci = st.ttest_1samp(d, 0).confidence_interval()
+    assert ci.low < 1.0 < ci.high  # the old rule (significant at Holm) would not mark it
+    frame = stats.compare(results, contrasts=[("fmce", "single"), ("single-long", "single")], smallest_effect=1.0)
+    assert frame["still_rising"].tolist() == ["", ""]
+    assert frame["too_short"].tolist() == ["single", "single"]
+    assert frame["verdict"].iloc[0].endswith("; may be too short: single")
+    assert not frame["p_holm"].iloc[1] < 0.05
+    (found,) = stats.too_short_recipes(results, smallest_effect=1.0)  # whether or not a contrast has the pair
+    assert (found.dataset, found.arm, found.threshold_source, found.new_data) == ("digits", "single", "smallest effect", False)
+    assert (found.diff, found.ci_low, found.ci_high) == pytest.approx((d.mean(), ci.low, ci.high))
+    # above the interval's upper end: nothing marked; without a smallest effect the ROPE is the threshold
+    assert stats.too_short_recipes(results, smallest_effect=float(ci.high) + 0.01) == []
+    assert stats.too_short_recipes(results)[0].threshold_source == "ROPE"
+    assert stats.compare(results, smallest_effect=5.0)["too_short"].eq("").all()
 
 
 # --------------------------------------------------------------------------- tuning
@@ -584,13 +700,52 @@ def test_random_effects_match_statsmodels_with_unequal_seeds():
         wls = res.summary_frame().loc["random effect wls"]
     assert row.re_datasets == 4
     assert row.re_diff == pytest.approx(wls["eff"], rel=1e-6)
+    # Paule-Mandel with tau2 > 0 makes the HKSJ scale 1: the truncation changes nothing here
+    assert res.scale_hksj_re == pytest.approx(1.0, rel=1e-6)
     assert (row.re_ci_low, row.re_ci_high) == pytest.approx((wls["ci_low"], wls["ci_upp"]), rel=1e-6)
     assert row.re_se == pytest.approx(wls["sd_eff"], rel=1e-6)
     assert row.tau2 == pytest.approx(res.tau2, rel=1e-6) and row.tau2 > 0
     assert row.i2 == pytest.approx(max(0.0, res.i2), rel=1e-6)
-    # the prediction interval for a new data set: mean +/- t(k - 2) sqrt(tau2 + SE^2)
-    half = st.t.ppf(0.975, 2) * math.sqrt(res.tau2 + wls["sd_eff"] ** 2)
-    assert (row.pi_low, row.pi_high) == pytest.approx((wls["eff"] - half, wls["eff"] + half), rel=1e-6)
+    # Higgins et al. (2009): mean +/- t(k - 2) sqrt(tau2 + SE^2), SE = 1 / sqrt(sum w) of the random effects
+    weights = 1 / (variance + res.tau2)
+    half = st.t.ppf(0.975, 2) * math.sqrt(res.tau2 + 1 / weights.sum())
+    mean = np.sum(weights * effect) / weights.sum()
+    assert (row.pi_low, row.pi_high) == pytest.approx((mean - half, mean + half), rel=1e-6)
+
+
+def test_hksj_interval_is_truncated_at_scale_one():
+    # three data sets that agree better than their variances say: tau2 = 0 and q < 1
+    effect, variance = np.array([0.50, 0.52, 0.49]), np.array([0.04, 0.05, 0.03])
+    got = stats.random_effects(effect, variance)
+    weights = 1 / variance  # tau2 = 0
+    mean = np.sum(weights * effect) / weights.sum()
+    q = np.sum(weights * (effect - mean) ** 2) / 2
+    assert got["tau2"] == 0.0 and q < 1
+    half = st.t.isf(0.025, 2) * math.sqrt(max(1.0, q) / weights.sum())
+    assert (got["re_ci_low"], got["re_diff"], got["re_ci_high"]) == pytest.approx((mean - half, mean, mean + half))
+    assert got["re_se"] == pytest.approx(math.sqrt(1 / weights.sum()))
+    untruncated = st.t.isf(0.025, 2) * math.sqrt(q / weights.sum())
+    assert half > untruncated * 5
+
+
+def test_hksj_truncation_restores_coverage_with_few_data_sets():
+    # 4 data sets of 5 seeds, no heterogeneity: without max(1, q) the HKSJ interval covers about 0.92
+    rng = np.random.default_rng(2015)
+    truncated = untruncated = 0
+    runs = 1500
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from statsmodels.stats.meta_analysis import combine_effects
+
+        for _ in range(runs):
+            d = rng.normal(0.0, 0.5, (4, 5))
+            effect, variance = d.mean(axis=1), d.var(axis=1, ddof=1) / 5
+            got = stats.random_effects(effect, variance)
+            truncated += got["re_ci_low"] <= 0 <= got["re_ci_high"]
+            wls = combine_effects(effect, variance, use_t=True).summary_frame().loc["random effect wls"]
+            untruncated += wls["ci_low"] <= 0 <= wls["ci_upp"]
+    assert untruncated / runs < 0.935  # the old interval
+    assert truncated / runs >= 0.95
 
 
 def test_i2_is_truncated_at_zero_and_a_zero_variance_data_set_gets_a_floor():
@@ -634,7 +789,7 @@ SEQ_POINTS = {
 
 def test_sequential_frame_replays_the_design_on_a_fixed_table():
     results = _table(SEQ_POINTS)
-    frame = stats.sequential_frame(results, PLAN)
+    frame = stats.sequential_frame(results, AnalysisSettings(sequential=PLAN))
     design = stats.make_design([3, 6], alpha=0.05, comparisons=2, spending="pocock", rope=0.1)
     assert list(frame.columns) == list(stats.SEQUENTIAL_COLUMNS)
     assert [tuple(r) for r in frame[["dataset", "decision", "look", "n", "boundary", "seeds_run"]].values] == [
@@ -658,18 +813,32 @@ def test_sequential_frame_replays_the_design_on_a_fixed_table():
         stats.make_design([3, 6], comparisons=2, spending="pocock", rope=0.1))
 
 
-def test_a_contrast_short_of_a_pair_is_judged_only_at_the_looks_it_reaches():
+def test_a_cell_given_up_leaves_its_look_undecided_and_is_never_filled_from_a_later_batch():
     results = _table(SEQ_POINTS)
     gone = results[~((results["dataset"] == "cifar") & (results["arm"] == "b") & (results["seed"] == 4))]
     look = stats.sequential_look(gone, PLAN, n_seeds_done=6)
     cifar = look.decisions[("cifar", "a", "b")]
-    assert (cifar.decision, cifar.look, cifar.n) == ("continue", 1, 3)  # 5 pairs: never judged at 6
+    assert (cifar.decision, cifar.look, cifar.n, cifar.pairs) == ("undecided", 2, 6, 5)  # never judged on 5 of 6
     assert look.stop and look.decisions[("digits", "a", "b")].decision == "A better"
+    # a later batch (seeds 6 and 7, cifar's b at +3 points) must not stand in for seed 4 at the look of 6
+    later = pd.concat([gone, _table({("cifar", "a"): [60.0] * 8, ("cifar", "b"): [57.0] * 8}).query("seed >= 6")])
+    plan = SequentialPlan(looks=(3, 6, 8), spending="pocock", comparisons=2)
+    frame = stats.sequential_frame(later, AnalysisSettings(sequential=plan))
+    row = frame[frame["dataset"] == "cifar"].iloc[0]
+    assert (row["decision"], row["look"], row["pairs"], row["seeds_run"]) == ("undecided", 2, 5, 7)
+    assert math.isnan(row["interval_low"])
+    verdict = stats.mark_sequential(stats.compare(later), frame)["verdict"]
+    assert verdict.iloc[1] == "undecided: a run among the first 6 seeds was given up"
+    # the plan's seeds, when the study layer passes them: a seed given up on every cell keeps its place
+    without = later[later["seed"] != 1]
+    kept = stats.sequential_look(without, plan, seeds=range(8)).decisions[("digits", "a", "b")]
+    assert (kept.decision, kept.look, kept.pairs) == ("undecided", 1, 2)
+    assert stats.sequential_look(without, plan).decisions[("digits", "a", "b")].pairs == 3  # seeds 0, 2, 3
 
 
 def test_mark_sequential_empties_the_fixed_sample_columns():
     results = _table(SEQ_POINTS)
-    frame = stats.sequential_frame(results, PLAN, smallest_effect=1.0)
+    frame = stats.sequential_frame(results, AnalysisSettings(sequential=PLAN, smallest_effect=1.0))
     assert set(frame["effect_source"]) == {"smallest_effect"} and set(frame["effect"]) == {1.0}
     marked = stats.mark_sequential(stats.compare(results), frame)
     assert marked[list(stats.FIXED_ONLY_COLUMNS)].isna().all().all()

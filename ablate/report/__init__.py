@@ -18,12 +18,12 @@ Modules:
 
 from __future__ import annotations
 
-from ablate.report.folder import ANALYSIS_FILE, TUNING_FILE, write_report_dir
+from ablate.report.folder import ANALYSIS_FILE, PREDICTIONS_FILE, TUNING_FILE, write_report_dir
 from ablate.report.formatting import format_count, format_p, format_points, format_prob
 from ablate.report.markdown import render_report
 from ablate.report.procedure import procedure_section
 from ablate.report.sections import AGGREGATE_FIGURES
-from ablate.report.sentences import across_sentence, sequential_sentence, verdict_sentence
+from ablate.report.sentences import across_sentence, sequential_sentence, variance_sentence, verdict_sentence
 from ablate.report.tuning import TUNING_FIGURES
 from ablate.report.tuning_file import read_tuning
 
@@ -32,6 +32,7 @@ __all__ = [
     "TUNING_FIGURES",
     "ANALYSIS_FILE",
     "TUNING_FILE",
+    "PREDICTIONS_FILE",
     "format_points",
     "format_p",
     "format_prob",
@@ -39,6 +40,7 @@ __all__ = [
     "verdict_sentence",
     "sequential_sentence",
     "across_sentence",
+    "variance_sentence",
     "procedure_section",
     "render_report",
     "write_report_dir",

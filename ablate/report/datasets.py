@@ -8,13 +8,17 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from ablate.analysis import is_finite
 from ablate.report.formatting import (NA, figure_links, format_count, format_p, format_points, format_prob,
                                       format_seconds, format_signed, format_thousands, table)
 
 __all__ = ["dataset_section"]
 
 # Fixed-sample figures a sequential study does not show (empty in its comparisons.csv).
-_FIXED_ONLY_HEADERS = {"p Holm", "p TOST Holm", "MDE 80%"}
+_FIXED_ONLY_HEADERS = {"p Holm", "p TOST Holm", "p new data Holm", "p TOST new data Holm", "MDE 80% at α/m"}
+# Columns that exist only with predictions (the test images as a sample too).
+_NEW_DATA_HEADERS = {"95% CI, new data", "p new data", "p new data Holm", "sd test sampling", "p TOST new data",
+                     "p TOST new data Holm"}
 # The profile columns that say whether the results record cost and late gains at all.
 _RECORDED = ["params", "trainable_params", "train_images", "wall_time", "late_gain"]
 
@@ -83,15 +87,14 @@ def _profile_table(profiles: pd.DataFrame, still_rising: float) -> list[str]:
     )  # fmt: skip
 
 
-def _without(header: list[str], rows: list[list[object]], drop: set[str]) -> tuple[list[str], list[list[object]]]:
-    keep = [i for i, h in enumerate(header) if h not in drop]
-    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
-
-
 def _contrast_tables(comparisons: pd.DataFrame, profiles: pd.DataFrame, sequential: bool = False) -> list[str]:
     records = comparisons.to_dict("records")
     drop = _FIXED_ONLY_HEADERS if sequential else set()
-    lines = table(*_without(*_tests_table(records), drop)) + [""] + table(*_without(*_effects_table(records), drop))
+    if not any(is_finite(r.get("p_new_data")) for r in records):
+        drop = drop | _NEW_DATA_HEADERS
+    if not any(isinstance(r.get("too_short"), str) and r["too_short"] for r in records):
+        drop = drop | {"may be too short"}
+    lines = _table_of(records, _TESTS, drop) + [""] + _table_of(records, _EFFECTS, drop)
     if not profiles.empty and not profiles[["params", "train_images"]].apply(pd.to_numeric, errors="coerce").isna().all().all():
         lines += [
             "",
@@ -101,34 +104,54 @@ def _contrast_tables(comparisons: pd.DataFrame, profiles: pd.DataFrame, sequenti
     return lines
 
 
-def _tests_table(records: list[dict]) -> tuple[list[str], list[list[object]]]:
-    rows = [
-        [
-            f"{r['arm_a']} vs {r['arm_b']}", int(r["n"]), format_points(r["mean_a"]), format_points(r["mean_b"]),
-            format_signed(r["diff"]), f"[{format_signed(r['ci_low'])}, {format_signed(r['ci_high'])}]",
-            format_p(r["p_paired"]), format_p(r["p_welch"]), format_p(r["p_permutation"]),
-            format_p(r["p_holm"]), r["verdict"], r.get("confounded_by", ""),
-        ]
-        for r in records
-    ]  # fmt: skip
-    header = ["contrast (A vs B)", "n", "mean A", "mean B", "A − B", "95% CI", "p paired", "p Welch",
-              "p perm.", "p Holm", "verdict", "confounded by"]  # fmt: skip
-    return header, rows
+def _table_of(records: list[dict], columns: tuple, drop: set[str]) -> list[str]:
+    """A markdown table of ``records`` with the ``(header, cell)`` columns not in ``drop``."""
+    kept = [(header, cell) for header, cell in columns if header not in drop]
+    return table([header for header, _ in kept], [[cell(r) for _, cell in kept] for r in records])
 
 
-def _effects_table(records: list[dict]) -> tuple[list[str], list[list[object]]]:
-    rows = [
-        [
-            f"{r['arm_a']} vs {r['arm_b']}", format_prob(r["d_z"]), format_prob(r["share_a_better"]),
-            format_p(r["p_sign"]), format_points(r["rope"]), format_prob(r["rope_below"]),
-            format_prob(r["rope_inside"]), format_prob(r["rope_above"]), format_p(r["p_tost"]),
-            format_p(r["p_tost_holm"]), format_points(r["mde_80"]), format_count(r["seeds_for_smallest_effect"]),
-        ]
-        for r in records
-    ]  # fmt: skip
-    header = ["contrast (A vs B)", "d_z", "share A better", "p sign", "ROPE ±", "P(below)", "P(inside)",
-              "P(above)", "p TOST", "p TOST Holm", "MDE 80%", "seeds for smallest effect"]  # fmt: skip
-    return header, rows
+def _interval(low: object, high: object) -> str:
+    return f"[{format_signed(low)}, {format_signed(high)}]" if is_finite(low) else NA
+
+
+def _true(value: object) -> bool:
+    """A boolean cell, as computed (a bool or numpy bool) or as read back from comparisons.csv ("True")."""
+    return str(value) == "True"
+
+
+def _share(r: dict) -> str:
+    low, high = r["share_ci_low"], r["share_ci_high"]
+    return format_prob(r["share_a_better"]) + (f" [{format_prob(low)}, {format_prob(high)}]" if is_finite(low) else "")
+
+
+def _contrast(r: dict) -> str:
+    return f"{r['arm_a']} vs {r['arm_b']}"
+
+
+# The contrast tables, column by column: (header, the cell of one comparisons row).
+_TESTS = (
+    ("contrast (A vs B)", _contrast), ("n", lambda r: int(r["n"])), ("mean A", lambda r: format_points(r["mean_a"])),
+    ("mean B", lambda r: format_points(r["mean_b"])), ("A − B", lambda r: format_signed(r["diff"])),
+    ("95% CI, new data", lambda r: _interval(r["ci_low_new_data"], r["ci_high_new_data"])),
+    ("p new data", lambda r: format_p(r["p_new_data"])), ("p new data Holm", lambda r: format_p(r["p_new_data_holm"])),
+    ("sd test sampling", lambda r: format_points(r["sd_test_sampling"])),
+    ("95% CI, this test set", lambda r: _interval(r["ci_low"], r["ci_high"])),
+    ("p paired", lambda r: format_p(r["p_paired"])), ("p Welch", lambda r: format_p(r["p_welch"])),
+    ("p perm.", lambda r: format_p(r["p_permutation"])), ("p Holm", lambda r: format_p(r["p_holm"])),
+    ("verdict", lambda r: r["verdict"]), ("confounded by", lambda r: r.get("confounded_by", "")),
+)  # fmt: skip
+_EFFECTS = (
+    ("contrast (A vs B)", _contrast), ("d_z", lambda r: format_prob(r["d_z"])), ("share A better [95% CI]", _share),
+    ("p sign", lambda r: format_p(r["p_sign"])), ("ROPE ±", lambda r: format_points(r["rope"])),
+    ("P(below)", lambda r: format_prob(r["rope_below"])), ("P(inside)", lambda r: format_prob(r["rope_inside"])),
+    ("P(above)", lambda r: format_prob(r["rope_above"])), ("p TOST", lambda r: format_p(r["p_tost"])),
+    ("p TOST Holm", lambda r: format_p(r["p_tost_holm"])), ("p TOST new data", lambda r: format_p(r["p_tost_new_data"])),
+    ("p TOST new data Holm", lambda r: format_p(r["p_tost_new_data_holm"])),
+    ("equivalence attainable", lambda r: "yes" if _true(r["equivalence_attainable"]) else "no"),
+    ("MDE 80% at α/m", lambda r: format_points(r["mde_80"])),
+    ("seeds for smallest effect", lambda r: format_count(r["seeds_for_smallest_effect"])),
+    ("may be too short", lambda r: r.get("too_short", "")),
+)  # fmt: skip
 
 
 def _cost_table(records: list[dict], profiles: pd.DataFrame) -> list[str]:

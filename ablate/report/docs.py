@@ -27,8 +27,9 @@ _EXAMPLE = AnalysisSettings(
 
 _INTRO = (
     "How `ablate report` turns a results table (one row per data set, arm and seed, the test accuracy as a "
-    "fraction) into verdicts. Every report ends with these steps in these words, its own settings filled "
-    "in: shown here for alpha {alpha}, the default ROPE, {effect}, arms still rising above {still_rising} "
+    "fraction, and where the runs stored them, every run's prediction for every test example) into "
+    "verdicts. Every report ends with these steps in these words, its own settings filled "
+    "in: shown here for alpha {alpha}, the default ROPE ({rope}), {effect}, arms still rising above {still_rising} "
     "points of late validation gain, and sequential seeds with looks at {looks} seeds ({spending} spending, "
     "{comparisons} comparisons); the last two steps appear only after sequential seeds. Under each step: "
     "how exactly it is computed (the `ablate.stats` function that does it), what degenerate inputs give, and "

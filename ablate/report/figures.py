@@ -78,22 +78,48 @@ def learning_curves(curves: pd.DataFrame, path: str | Path, title: str = "Valida
 
 
 def head_similarity(
-    similarity: pd.DataFrame, path: str | Path, title: str = "Head similarity", *, seed: int = 0
+    similarity: pd.DataFrame | None, path: str | Path, title: str = "Head similarity", *, seed: int = 0,
+    disagreement: pd.DataFrame | None = None,
 ) -> Path:
-    """One point per seed per arm of the similarity between heads, with each arm's mean.
+    """Head diversity: one point per seed per arm of the similarity between heads, with each arm's
+    mean; and, given ``disagreement``, a panel per contrast of the share of test examples on which
+    exactly one of the two arms is right (one point per seed), what drives test-set sampling's
+    part of the new-data interval.
 
     Args:
-        similarity: columns ``arm, seed, head_similarity``.
+        similarity: columns ``arm, seed, head_similarity``, or None (the disagreement panel alone).
         path: where the PNG goes.
+        disagreement: columns ``arm_a, arm_b, seed, disagree`` (a fraction;
+            :func:`ablate.stats.disagreement`), or None.
     """
-    _require(similarity, ("arm", "seed", "head_similarity"), "head_similarity")
-    fig, ax, groups = _seed_strip(similarity, "head_similarity", 1.0, seed)
-    for x, _, values in groups:
-        if values.size:
-            ax.hlines(np.mean(values), x - 0.25, x + 0.25, color=f"C{x}", lw=2.0)
-    ax.set_xticks(range(len(groups)), [arm for _, arm, _ in groups])
-    ax.set_ylabel("head similarity")
-    ax.set_title(title)
+    panels = [p for p in (similarity, disagreement) if p is not None and not p.empty]
+    if not panels:
+        raise DataError("head_similarity: neither head similarity nor disagreement to draw")
+    fig = new_figure(max(4.0, 5.0 * len(panels)), 4.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    if similarity is not None and not similarity.empty:
+        _require(similarity, ("arm", "seed", "head_similarity"), "head_similarity")
+        ax = axes[0]
+        groups = _strip(ax, similarity, "arm", "head_similarity", 1.0, seed)
+        for x, _, values in groups:
+            if values.size:
+                ax.hlines(np.mean(values), x - 0.25, x + 0.25, color=f"C{x}", lw=2.0)
+        ax.set_xticks(range(len(groups)), [arm for _, arm, _ in groups])
+        ax.set_ylabel("head similarity")
+        ax.set_title(title if len(panels) == 1 else "head similarity")
+    if disagreement is not None and not disagreement.empty:
+        _require(disagreement, ("arm_a", "arm_b", "seed", "disagree"), "head_similarity")
+        ax = axes[-1]
+        pairs = disagreement.assign(contrast=disagreement["arm_a"] + " vs\n" + disagreement["arm_b"])
+        groups = _strip(ax, pairs, "contrast", "disagree", 100.0, seed)
+        for x, _, values in groups:
+            if values.size:
+                ax.hlines(100.0 * np.mean(values), x - 0.25, x + 0.25, color=f"C{x}", lw=2.0)
+        ax.set_xticks(range(len(groups)), [name for _, name, _ in groups], fontsize=7)
+        ax.set_ylabel("test examples, one arm right (%)")
+        ax.set_title("per-example disagreement" if len(panels) > 1 else title)
+    if len(panels) > 1:
+        fig.suptitle(title)
     return save_png(fig, path)
 
 
@@ -186,18 +212,25 @@ def _seed_strip(frame: pd.DataFrame, column: str, scale: float, seed: int):
     its summary marks.
     """
     arms = list(pd.unique(frame["arm"]))
-    rng = np.random.default_rng(seed)
     fig = new_figure(max(4.0, 1.3 * len(arms) + 1.5), 4.0)
     ax = fig.add_subplot()
+    return fig, ax, _strip(ax, frame, "arm", column, scale, seed)
+
+
+def _strip(ax, frame: pd.DataFrame, by: str, column: str, scale: float, seed: int) -> list:
+    """One jittered point per row of ``frame`` for every value of ``by``, side by side on ``ax``;
+    returns [(x, name, values)] with the values unscaled."""
+    names = list(pd.unique(frame[by]))
+    rng = np.random.default_rng(seed)
     groups = []
-    for x, arm in enumerate(arms):
-        values = frame.loc[frame["arm"] == arm, column].to_numpy(dtype=float)
+    for x, name in enumerate(names):
+        values = frame.loc[frame[by] == name, column].to_numpy(dtype=float)
         jitter = rng.uniform(-_JITTER, _JITTER, size=values.size)
         ax.scatter(x + jitter, values * scale, s=18, alpha=0.6, color=f"C{x}", zorder=2)
-        groups.append((x, arm, values))
-    ax.set_xlim(-0.6, len(arms) - 0.4)
+        groups.append((x, name, values))
+    ax.set_xlim(-0.6, len(names) - 0.4)
     ax.grid(axis="y", alpha=0.3)
-    return fig, ax, groups
+    return groups
 
 
 def _mean_with_ci(ax, x: float, mean: float, low: float, high: float, color: str) -> None:

@@ -11,30 +11,42 @@ Layout of ``out_dir``::
                        sequential seeds the design (sequential: looks, spending, comparisons)
     tuning.json        per arm: how it was tuned and its tuning curve with its band (only when
                        given; ablate.report.tuning_file)
-    comparisons.csv    ablate.stats.compare, floats written as shortest round-trip reprs; after
-                       sequential seeds p_holm, p_tost_holm and mde_80 are empty and the
-                       verdict is the design's (ablate.stats.mark_sequential)
+    predictions.csv.gz only with predictions: dataset,arm,seed(,replicate),example,label,predicted,
+                       one row per run and test example (ablate.stats.validate_predictions),
+                       gzip with mtime 0, so rewriting it gives the same bytes
+    comparisons.csv    ablate.stats.compare, floats written as shortest round-trip reprs; the
+                       columns ending in _new_data (seeds and test examples random) are empty
+                       without predictions; after sequential seeds the Holm columns and mde_80
+                       are empty and the verdict is the design's (ablate.stats.mark_sequential)
     sequential.csv     sequential seeds only: ablate.stats.sequential_frame, one row per
                        data set and contrast (look decided, boundary, design-adjusted
                        interval, seeds run, fixed-design seeds of the same power)
-    across.csv         ablate.stats.across_datasets: one row per contrast
+    across.csv         ablate.stats.across_datasets: one row per contrast; data sets as units,
+                       and random effects: Paule-Mandel tau², the Hartung-Knapp-Sidik-Jonkman
+                       interval with the max(1, q) truncation (Röver et al. 2015), and the
+                       prediction interval for a new data set in Higgins et al.'s (2009) form,
+                       mean ± t(k − 2) √(tau² + SE²), SE the random-effects mean's 1/√Σw
     summaries.csv      ablate.stats.summarize
     replicates.csv     several replicate searches only: ablate.stats.replicate_verdicts, each
                        contrast's verdict with every replicate's settings
-    figures/*.png      per-dataset arm comparisons, learning curves, head similarity, CD diagram,
-                       tuning curves per data set searched
+    figures/*.png      per-dataset arm comparisons, learning curves, head diversity (head
+                       similarity, and with predictions the share of test examples on which
+                       the arms of each contrast disagree), CD diagram, tuning curves per data
+                       set searched
 
 Re-running ``ablate report --results out_dir/results.csv`` reproduces ``comparisons.csv``,
 ``across.csv`` and ``sequential.csv`` byte for byte: results are written with ``repr`` floats,
 read back exactly (``ablate.stats.load_results``), put in the same canonical order, the
-analysis settings are read back from ``analysis.json`` (and ``tuning.json``), and every random
-step has a fixed seed. Every file is written to a temporary name in ``out_dir`` and moved into
+analysis settings are read back from ``analysis.json`` (and ``tuning.json``, and the predictions
+from ``predictions.csv.gz``), and every random step has a fixed seed. Every file is written to a temporary name in ``out_dir`` and moved into
 place with ``os.replace``, so a reader never sees a half-written file.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -53,10 +65,11 @@ from ablate.report.sections import AGGREGATE_FIGURES
 from ablate.report.tuning import TUNING_FIGURES
 from ablate.report.tuning_file import check_tuning, with_curves
 
-__all__ = ["ANALYSIS_FILE", "TUNING_FILE", "write_report_dir"]
+__all__ = ["ANALYSIS_FILE", "TUNING_FILE", "PREDICTIONS_FILE", "write_report_dir"]
 
 ANALYSIS_FILE = "analysis.json"
 TUNING_FILE = "tuning.json"
+PREDICTIONS_FILE = "predictions.csv.gz"
 _FIGURE_DIR = "figures"
 
 
@@ -70,6 +83,7 @@ def write_report_dir(
     similarity: pd.DataFrame | None = None,
     missing: Sequence[str] = (),
     tuning: Mapping[str, Mapping[str, object]] | None = None,
+    predictions: pd.DataFrame | None = None,
 ) -> Path:
     """Compute the statistics, draw the figures and write the report folder.
 
@@ -91,24 +105,31 @@ def write_report_dir(
         tuning: per arm its tuning record (``ablate.report.tuning_file``: method, settings,
             n_trials, importances, search_values, search_pruned, confirm, replicates,
             dataset); saved as ``tuning.json`` with each arm's tuning curve added.
+        predictions: every run's prediction for every test example
+            (:data:`ablate.stats.PREDICTION_COLUMNS`); saved as ``predictions.csv.gz``. With them
+            each contrast gets the interval and test for new data (seeds and test examples
+            random), and the verdicts use it.
 
     Returns:
         The path of ``report.md``.
 
     Raises:
-        ConfigError: invalid results, contrasts or tuning (nothing is written then).
+        ConfigError: invalid results, contrasts, tuning or predictions (nothing is written then).
     """
     out_dir = Path(out_dir)
     table = stats.sort_results(stats.validate_results(results))  # every replicate: results.csv
-    found = _analyse(stats.replicate_rows(table), settings)
+    if predictions is not None:
+        predictions = stats.validate_predictions(predictions, table)
+    found = _analyse(stats.replicate_rows(table), settings, _replicate_zero(predictions))
     tuning = check_tuning(tuning)
     tuning = with_curves(tuning) if tuning is not None else None
     replicates = _replicate_verdicts(table, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_csv = _write_tables(out_dir, table, found, settings, tuning, replicates)
+    _write_predictions(out_dir, predictions)
     curves = stats.replicate_rows(curves) if curves is not None else None
     similarity = stats.replicate_rows(similarity) if similarity is not None else None
-    figure_paths = _draw_figures(found.results, found.aggregate, out_dir, curves, similarity)
+    figure_paths = _draw_figures(found.results, found.aggregate, out_dir, curves, similarity, found.disagreement)
     figure_paths.update(_draw_tuning_figures(tuning or {}, out_dir))
     provenance = dict(provenance or {})
     provenance.setdefault("results.csv sha256", hashlib.sha256(results_csv.encode()).hexdigest())
@@ -116,7 +137,7 @@ def write_report_dir(
         found.comparisons, found.summaries, found.aggregate, settings, provenance=provenance,
         figures=figure_paths, missing=missing, similarity=_similarity_summary(similarity, found.results),
         profiles=found.profiles, too_short=found.too_short, tuning=tuning, replicate_verdicts=replicates,
-        sequential=found.sequential,
+        sequential=found.sequential, disagreement=found.disagreement,
     )  # fmt: skip
     report = out_dir / "report.md"
     _write_atomic(report, text.encode("utf-8"))
@@ -133,24 +154,25 @@ class _Statistics:
     profiles: pd.DataFrame
     aggregate: stats.Aggregate
     sequential: pd.DataFrame | None
-    too_short: list[dict[str, object]]
+    too_short: list[stats.TooShort]
+    disagreement: pd.DataFrame | None  # per contrast and seed, with predictions
 
 
-def _analyse(results: pd.DataFrame, settings: AnalysisSettings) -> _Statistics:
+def _analyse(results: pd.DataFrame, settings: AnalysisSettings, predictions: pd.DataFrame | None) -> _Statistics:
     s = settings
     results = stats.sort_results(stats.validate_results(results))
     comparisons = stats.compare(results, s.contrasts, rope=s.rope, alpha=s.alpha, smallest_effect=s.smallest_effect,
-                                still_rising=s.still_rising)
+                                still_rising=s.still_rising, predictions=predictions)
     summaries = stats.summarize(results)
     profiles = stats.profile_arms(results, s.still_rising)
     aggregate = stats.aggregate(results, s.contrasts, alpha=s.alpha)
     sequential = None
     if s.sequential is not None:
-        sequential = stats.sequential_frame(results, s.sequential, alpha=s.alpha, contrasts=s.contrasts, rope=s.rope,
-                                            smallest_effect=s.smallest_effect)
+        sequential = stats.sequential_frame(results, s)
         comparisons = stats.mark_sequential(comparisons, sequential)
-    too_short = stats.single_recipe_too_short(results, comparisons, s.alpha)
-    return _Statistics(results, comparisons, summaries, profiles, aggregate, sequential, too_short)
+    too_short = stats.too_short_recipes(results, predictions, rope=s.rope, smallest_effect=s.smallest_effect)
+    disagreement = None if predictions is None else stats.disagreement(predictions, results, s.contrasts)
+    return _Statistics(results, comparisons, summaries, profiles, aggregate, sequential, too_short, disagreement)
 
 
 def _replicate_verdicts(results: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame | None:
@@ -185,6 +207,25 @@ def _write_tables(out_dir: Path, results: pd.DataFrame, found: _Statistics, sett
     return results_csv
 
 
+def _write_predictions(out_dir: Path, predictions: pd.DataFrame | None) -> None:
+    """``predictions.csv.gz``: gzip with mtime 0 and no file name, so the same table gives the same
+    bytes; removed when there are no predictions (from an earlier analysis)."""
+    target = out_dir / PREDICTIONS_FILE
+    if predictions is None:
+        target.unlink(missing_ok=True)
+        return
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as archive:
+        archive.write(_csv(predictions).encode())
+    _write_atomic(target, buffer.getvalue())
+
+
+def _replicate_zero(predictions: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The predictions of replicate 0's runs, which the main tables analyse (all of them without
+    a ``replicate`` column)."""
+    return None if predictions is None else stats.replicate_rows(predictions)
+
+
 def _similarity_summary(similarity: pd.DataFrame | None, results: pd.DataFrame) -> pd.DataFrame | None:
     if similarity is None or similarity.empty:
         return None
@@ -205,6 +246,7 @@ def _draw_figures(
     out_dir: Path,
     curves: pd.DataFrame | None,
     similarity: pd.DataFrame | None,
+    disagreement: pd.DataFrame | None = None,
 ) -> dict[str, list[str]]:
     """Draw every figure; return relative paths (posix) per dataset name."""
     fig_dir = out_dir / _FIGURE_DIR
@@ -219,10 +261,14 @@ def _draw_figures(
     for dataset, rows in results.groupby("dataset", sort=False):
         slug = _slug(dataset)
         draw(dataset, f"{slug}_arms.png", partial(figs.arm_comparison, rows, title=f"{dataset}: test accuracy per seed"))
-        for extra, suffix, plot, what in _extra_figures(curves, similarity):
+        disagree = _for_dataset(disagreement, dataset)
+        for extra, suffix, plot, what in _extra_figures(curves, similarity, disagree):
             part = _for_dataset(extra, dataset)
             if part is not None and not part.empty:
                 draw(dataset, f"{slug}_{suffix}.png", partial(plot, part, title=f"{dataset}: {what}"))
+        if disagree is not None and not disagree.empty and _for_dataset(similarity, dataset) is None:
+            draw(dataset, f"{slug}_disagreement.png", partial(figs.head_similarity, None, disagreement=disagree,
+                                                              title=f"{dataset}: {_DISAGREE}"))
     for extra, suffix, plot, what in _extra_figures(curves, similarity):
         if extra is not None and not extra.empty and "dataset" not in extra.columns:
             draw(AGGREGATE_FIGURES, f"{suffix}.png", partial(plot, extra, title=what))
@@ -248,17 +294,29 @@ def _draw_tuning_figures(tuning: Mapping[str, Mapping[str, object]], out_dir: Pa
     return {TUNING_FIGURES: paths} if paths else {}
 
 
-def _extra_figures(curves: pd.DataFrame | None, similarity: pd.DataFrame | None) -> tuple:
+_DISAGREE = "test examples on which exactly one arm is right, per seed"
+
+
+def _extra_figures(curves: pd.DataFrame | None, similarity: pd.DataFrame | None,
+                   disagree: pd.DataFrame | None = None) -> tuple:
+    """The figures drawn per data set, or once for a frame without a ``dataset`` column; the head
+    similarity gains a panel of the arms' per-example disagreement where ``disagree`` has rows."""
+    if disagree is not None and not disagree.empty:
+        head = (partial(figs.head_similarity, disagreement=disagree), f"head similarity and {_DISAGREE}")
+    else:
+        head = (figs.head_similarity, "head similarity per seed")
     return (
         (curves, "curves", figs.learning_curves, "validation accuracy per epoch"),
-        (similarity, "head_similarity", figs.head_similarity, "head similarity per seed"),
+        (similarity, "head_similarity", *head),
     )
 
 
 def _for_dataset(frame: pd.DataFrame | None, dataset: str) -> pd.DataFrame | None:
+    """The rows of ``dataset``; None without a frame, a ``dataset`` column or rows of it."""
     if frame is None or "dataset" not in frame.columns:
         return None
-    return frame[frame["dataset"].astype(str) == dataset]
+    rows = frame[frame["dataset"].astype(str) == dataset]
+    return rows if not rows.empty else None
 
 
 def _slug(name: str) -> str:

@@ -49,78 +49,136 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step(
         "Accuracies are in percentage points. Arms are paired by seed; only seeds run for both arms of a "
-        "contrast count, and n is the number of such pairs.",
-        "A seed fixes data order and initialisation, so the paired difference d = A − B removes the "
-        "seed-to-seed variance that both arms share. Every number is in points, `accuracy × 100`; results "
-        "tables are read, checked and put in canonical order by `ablate.stats.load_results`, so the same rows "
-        "in any order give the same numbers.",
+        "contrast count, and n is the number of such pairs. Every run is scored on the same test images.",
+        "A seed draws what the study's `repeats.vary` names (initialisation, data order, augmentation, the "
+        "train/validation partition), the same for every arm of that seed, so the paired difference d = A − B "
+        "removes the seed-to-seed variance that both arms share. Every number is in points, `accuracy × 100`; "
+        "results tables are read, checked and put in canonical order by `ablate.stats.load_results`, so the "
+        "same rows in any order give the same numbers. The report's opening says which sources of variance "
+        "its intervals cover (`AnalysisSettings.vary`, and whether predictions make the test images a sample "
+        "too).",
     ),
     Step(
         "Arm summaries: mean, sd (n − 1), median, range and the 95% Student t interval of the mean.",
         "`ablate.stats.summarize`: sd and interval are n/a for one seed.",
     ),
     Step(
-        "A − B is the mean paired difference with its 95% paired t interval (Student 1908). p paired is the "
-        "two-sided paired t-test; p Welch the unpaired Welch test on the same seeds (Welch 1947); p perm. the "
-        "sign-flip permutation test of the paired differences, exact over all 2^n sign flips for n ≤ 16 (else "
-        "9,999 Monte-Carlo flips with a fixed seed), with the differences rounded to 1e-9 points so that equal "
-        "test-image counts tie exactly; with m zero differences its smallest attainable p is 2/2^(n − m).",
-        "`ablate.stats.paired_comparison`: the interval is `scipy.stats.ttest_rel`'s, p Welch is "
-        "`scipy.stats.ttest_ind(equal_var=False)`, p perm. `scipy.stats.permutation_test` (all 2^n flips up to "
-        "n = 16, 65,536 flips that still take milliseconds; beyond that 9,999 Monte-Carlo flips give p with a "
-        "standard error below 0.005 at p = 0.05). Accuracies are counts over a test split, so two seeds that "
-        "differ by the same number of test images must tie exactly under every flip: d is rounded to integer "
-        "multiples of 1e-9 points (far below one test image of a million-image split, 1e-4 points, and far "
-        "above the ~1e-14 float noise of × 100) and the flipped sums are compared as integers.",
+        "This test set: A − B is the mean paired difference with its 95% paired t interval over seeds (Student "
+        "1908), which treats the test images as fixed. p paired is the two-sided paired t-test; p Welch the "
+        "unpaired Welch test on the same seeds (Welch 1947); p perm. the sign-flip permutation test of the "
+        "paired differences, exact over all 2^n sign flips for n ≤ 16 (else 9,999 Monte-Carlo flips with a "
+        "fixed seed), with the differences rounded to 1e-9 points so that equal test-image counts tie exactly; "
+        "with m zero differences its smallest attainable p is 2/2^(n − m). When every paired difference is the "
+        "same there is no interval, and p paired is the exact sign-flip test's.",
+        "`ablate.stats.paired_comparison`: the interval and p paired are `scipy.stats.ttest_1samp`'s on d, p "
+        "Welch is `scipy.stats.ttest_ind(equal_var=False)`, p perm. `scipy.stats.permutation_test` (all 2^n "
+        "flips up to n = 16, 65,536 flips that still take milliseconds; beyond that 9,999 Monte-Carlo flips "
+        "give p with a standard error below 0.005 at p = 0.05). Accuracies are counts over a test split, so "
+        "two seeds that differ by the same number of test images must tie exactly under every flip: d is "
+        "rounded to integer multiples of 1e-9 points (far below one test image of a million-image split, 1e-4 "
+        "points, and far above the ~1e-14 float noise of × 100) and the flipped sums are compared as "
+        "integers.\n\n"
+        "Zero spread (`ablate.stats.zero_spread`: every difference the same in those units) is likely with "
+        "whole-image accuracies at 2 or 3 seeds, and a constant difference is no evidence of a zero-variance "
+        "effect: the t statistic is infinite and today's p would be 0. So the interval is n/a and p paired "
+        "is the exact sign-flip p, 2/2^n for a constant nonzero difference and 1 when all are 0 "
+        "(`ablate.stats.paired_p`). Simulated with equal arms on a 360-image test set (per seed, Poisson(1.5) "
+        "images only A gets right and as many only B gets right), 2 seeds give a constant nonzero difference in "
+        "11% of studies and 3 seeds in 1.7%, each one a false positive at p = 0; with the sign-flip p (0.5 and "
+        "0.25) none is.",
     ),
     Step(
-        "p Holm adjusts p paired, and p TOST Holm adjusts p TOST, by Holm's step-down procedure (Holm 1979) "
-        "over every row of the comparisons table; a contrast is significant when p Holm < {alpha}. When the "
-        "permutation test cannot reach {alpha} at this n, a significant verdict says it rests on the paired "
-        "t-test alone.",
+        "New data: where the runs' per-example predictions are given, each contrast also gets the interval "
+        "and test for new data from the same distribution, with seeds and test images both random (Clark "
+        "1973; Bouthillier et al. 2021): x[s, i] = 100 (correct_A − correct_B) over the S seeds and N shared "
+        "test images is a crossed two-way layout without replication; Var(mean) = (MS_seed + MS_example − "
+        "MS_residual) / (S N), never below MS_residual / (S N), on Satterthwaite's degrees of freedom "
+        "(Satterthwaite 1946), and p new data is the two-sided t-test at that df. sd test sampling is what "
+        "the test images alone add to the sd of the mean difference.",
+        "`ablate.stats.crossed_design`: the mean squares of the two-way ANOVA without replication (they match "
+        "statsmodels' `anova_lm` of `x ~ C(seed) + C(example)`), df = (MS_seed + MS_example − MS_residual)² / "
+        "(MS_seed²/(S − 1) + MS_example²/(N − 1) + MS_residual²/((S − 1)(N − 1))), where the floor holds "
+        "MS_residual's own (S − 1)(N − 1), and the interval and p from `scipy.stats.t`. sd test sampling is "
+        "√(max(0, MS_example − MS_residual) / (S N)). Expected mean squares: E MS_seed = σ²_e + N σ²_seed, E "
+        "MS_example = σ²_e + S σ²_example, E MS_residual = σ²_e, so the combination estimates σ²_seed/S + "
+        "σ²_example/N + σ²_e/(S N), the variance of the mean over a new draw of both. With every x the same "
+        "there is no interval and p is the sign-flip test of the per-seed differences. Columns "
+        "`n_examples, ci_low_new_data, ci_high_new_data, df_new_data, p_new_data, p_new_data_holm, "
+        "sd_test_sampling`, empty without predictions (and for a row with predictions for fewer than 2 paired "
+        "seeds, which a warning names).\n\n"
+        "Checked against the pigeonhole bootstrap (Owen 2007), which resamples seeds and, jointly for every "
+        "run, test images (`ablate.stats.paired_bootstrap`, seeded): on simulated tables of 6 seeds × 360 "
+        "images whose arms disagree on 4 to 12% of the images, its 95% interval is 9 to 17% wider than the "
+        "formula's (median), as Owen's bootstrap counts the residual variance twice, and the formula's "
+        "interval covers the difference on new data in 95% of tables where the seeds-only paired t interval "
+        "covers it in 83 to 89%.",
+    ),
+    Step(
+        "p Holm adjusts p paired, p TOST Holm p TOST, p new data Holm p new data and p TOST new data Holm p "
+        "TOST new data, each by Holm's step-down procedure (Holm 1979) over every row of the comparisons "
+        "table. The verdict uses the new-data test where a row has it, else this test set's: a contrast is "
+        "significant when that Holm p < {alpha}. When the permutation test cannot reach {alpha} at this n, a "
+        "significant verdict on this test set says it rests on the paired t-test alone.",
         "The family is every row of the comparisons table, all contrasts on all data sets, so the "
         "family-wise error rate is at most alpha however many rows there are (statsmodels' `multipletests`, "
-        "method `holm`). Rows whose p is undefined (NaN) are left out of the family.",
+        "method `holm`). Rows whose p is undefined (NaN) are left out of the family. The columns without a "
+        "suffix stay for every table, named \"this test set\" in the report.",
     ),
     Step(
         "d_z is the mean paired difference over its sd, times the exact small-sample factor J(n − 1) = Γ((n − "
         "1)/2) / (√((n − 1)/2) Γ((n − 2)/2)) (Lakens 2013); share A better is the share of seeds at which A "
-        "beats B, ties counted half; p sign the exact two-sided sign test of those wins, tied seeds dropped.",
+        "beats B, ties counted half, with its 95% percentile bootstrap interval over seeds, or over seeds and "
+        "test images where predictions exist (in the spirit of the probability of improvement of Agarwal et "
+        "al. 2021); p sign the exact two-sided sign test of those wins, tied seeds dropped.",
         "J(m) = Γ(m/2) / (√(m/2) Γ((m − 1)/2)), the exact bias correction of a standardized mean; d_z is n/a "
-        "below 3 pairs, where J is 0 (one degree of freedom carries no usable sd) or undefined, and when sd(d) "
-        "is 0. p sign is `scipy.stats.binomtest` on the wins, 1 when every seed ties.",
+        "below 3 pairs, where J is 0 (one degree of freedom carries no usable sd) or undefined, and with zero "
+        "spread. `share_ci_low`, `share_ci_high`: 2,000 resamples of `ablate.stats.paired_bootstrap` with a "
+        "fixed seed (comparisons.csv regenerates byte for byte); n/a below 2 seeds. p sign is "
+        "`scipy.stats.binomtest` on the wins, 1 when every seed ties.",
     ),
     Step(
         "ROPE: differences within {rope} are treated as practically zero; a ROPE finer than one test image is "
         "flagged. P(below), P(inside), P(above) are posterior probabilities of the mean difference under the "
         "Bayesian paired t-test (Student t posterior with n − 1 df, location the mean difference, scale sd/√n; "
         "Benavoli et al. 2017). p TOST is the two one-sided tests for equivalence within the ROPE (Schuirmann "
-        "1987); below {alpha} after Holm the arms are practically equivalent.",
-        "By default the ROPE is set per row: the larger of 0.1 points and one test image, 100 / n_test points, "
-        "n_test the median test-split size of the data set's runs (0.1 without it; "
-        "`ablate.stats.default_rope`). With sd(d) = 0 the posterior is a point mass at the mean difference (a "
-        "point on a bound counts as inside). p TOST is statsmodels' `ttost_paired` within ±rope.",
+        "1987), p TOST new data the same at the new-data standard error and df; below {alpha} after Holm the "
+        "arms are practically equivalent. Equivalence attainable says whether the test can pass at all at this "
+        "n and spread.",
+        "Unless given, the ROPE is the smallest effect of interest where the study names one, else per data "
+        "set the larger of 0.1 points and one test image, 100 / n_test points, n_test the median test-split "
+        "size of the data set's runs (0.1 without it; `ablate.stats.row_rope`). With the one-image floor (0.28 "
+        "points on 360 images) 6 seeds at a paired sd of 0.6 points can never pass: equivalence attainable is "
+        "true when t_(1 − alpha)(df) × se < rope, the test passing with an observed difference of exactly 0 at "
+        "Holm's most lenient step, so false means no outcome at this n and spread can be called equivalent. "
+        "p TOST is statsmodels' `ttost_paired` within ±rope; with zero spread there is no posterior and p TOST "
+        "is the two one-sided sign-flip tests (`ablate.stats.sign_flip_tost_p`, smallest p 1/2^n).",
     ),
     Step(
-        "MDE 80% is the smallest difference a paired t-test at α = {alpha} detects with 80% power at this n, "
-        "from the observed sd of the differences; seeds for smallest effect is the number of seeds that gives "
-        '80% power against {effect}. No "observed power" is given: it is a function of the p-value and adds '
+        "MDE 80% is the smallest difference a paired t-test detects with 80% power at this n, and seeds for "
+        "smallest effect the number of seeds that gives 80% power against {effect}, both from the observed sd "
+        "of the differences and at the level a contrast must pass at Holm's first step, {alpha}/m over the m "
+        "rows with 2 or more pairs. No \"observed power\" is given: it is a function of the p-value and adds "
         "nothing to it (Hoenig and Heisey 2001).",
-        "Planning, not post-hoc power: MDE 80% and seeds for smallest effect use statsmodels' `TTestPower` at "
-        "the observed sd(d) (`ablate.stats.power`); there is deliberately no \"seeds needed for the observed "
-        "difference\" either, a function of the p-value too. Seeds for smallest effect is the smallest integer "
-        "n ≥ 2 whose power reaches 80% (the integers are searched, because `solve_power`'s root finder fails "
-        "below 2), ∞ for a zero effect or beyond 2^40 seeds. scipy's noncentral t returns NaN far in the lower "
-        "tail (df = 1, nc = 8, x = −12.7), which makes the two-sided power NaN; there the upper rejection "
-        "region alone, a one-sided test at alpha/2, is used: at n = 5 the two agree to 1e-7.",
+        "Planning, not post-hoc power: one power function, `ablate.stats.fixed_design_power`, the probability "
+        "that the paired t statistic (noncentral t, `scipy.stats.nct`) exceeds t_(1 − a/2)(n − 1) in the "
+        "direction of the effect; MDE 80% solves it for the effect (`ablate.stats.mde_80`) and "
+        "`ablate.stats.seeds_for_power` searches the integers n ≥ 2 for the first to reach the power (∞ for a "
+        "zero effect or beyond 2^40 seeds), for the comparisons table and the sequential design's fixed design "
+        "alike. At plain alpha they promised too much: for fmce vs nfmce on the digits report (sd 0.59, 6 "
+        "seeds, 6 rows) the difference detectable at alpha/6 is 1.30 points, not 0.85, and 1 point needs 8 "
+        "seeds, not 5. There is deliberately no \"seeds needed for the observed difference\" either, a "
+        "function of the p-value too. Only the upper tail is evaluated: scipy's noncentral t returns NaN far "
+        "in the lower tail (df = 1, nc = 8, x = −12.7).",
     ),
     Step(
-        "Verdict: significant (Holm) first; else practically equivalent (TOST, Holm); else not significant.",
-        "In this order (`ablate.stats.verdict`): n < 2, `insufficient data`; p Holm < alpha, `significant: "
-        "<arm> better`, with `(within ROPE)` when p TOST Holm < alpha too (real but too small to matter) and "
-        "`paired t only: ...` when the permutation test cannot reach alpha at this n; else p TOST Holm < "
-        "alpha, `practically equivalent`; else `not significant`. An arm still rising is named after the "
-        "verdict (`; still rising: <arm>`).",
+        "Verdict: significant (Holm) first; else practically equivalent (TOST, Holm); else not significant; "
+        "both on new data where predictions exist, else on this test set.",
+        "In this order (`ablate.stats.verdict`): n < 2, `insufficient data`; Holm p < alpha, `significant: "
+        "<arm> better`, with `(within ROPE)` when the Holm TOST p < alpha too (real but too small to matter) "
+        "and `paired t only: ...` when the verdict is on this test set and the permutation test cannot reach "
+        "alpha at this n; else Holm TOST p < alpha, `practically equivalent`; else `not significant`. An arm "
+        "whose recipe may be too short, and an arm still rising, are named after the verdict (`; may be too "
+        "short: <arm>`, `; still rising: <arm>`).",
     ),
     Step(
         'Confounded by: the arms\' median parameter counts ("parameters") or training images seen, stage 1 and '
@@ -137,25 +195,39 @@ STEPS: tuple[Step, ...] = (
         "while still learning, so the comparison may change with longer training.",
     ),
     Step(
+        "Trained long enough, read from the controls: where a study has single and single-long, single may be "
+        "too short whenever the upper end of single-long's 95% interval over it (new data where predictions "
+        "exist) exceeds the smallest effect of interest (else the ROPE), significant or not; every verdict "
+        "involving single says so.",
+        "`ablate.stats.too_short_recipes`, column `too_short` (the arms so marked, empty when none). A cosine "
+        "schedule flattens every curve in its last quarter, so the late gain misses under-training: on the "
+        "digits report single's late gain is +0.97 points, yet single-long beats it by +1.30 [+0.05, +2.54]. "
+        "With zero spread the difference itself is compared.",
+    ),
+    Step(
         "Across data sets (Demšar 2006): data sets as the units: the sign test and the Wilcoxon signed-rank "
         "test over the per-data-set mean differences; with seeds, a random-effects meta-analysis of those "
-        "differences with their within-data-set variances sd²/n (statsmodels' combine_effects: Paule-Mandel "
-        "tau², Hartung-Knapp-Sidik-Jonkman interval on t with k − 1 df), I² truncated at 0, and from 3 data "
-        "sets the prediction interval mean ± t(k − 2) √(tau² + SE²) (Higgins et al. 2009); a data set whose "
-        "differences have zero variance gets one test image's difference squared over n as its variance. With "
-        "at least 5 data sets, the Friedman test read through the Iman-Davenport F (Iman and Davenport 1980), "
-        "average ranks and the Nemenyi critical difference, drawn only when F rejects.",
+        "differences with their within-data-set variances sd²/n: Paule-Mandel tau², the "
+        "Hartung-Knapp-Sidik-Jonkman interval on t with k − 1 df with its scale truncated at 1 (Röver et al. "
+        "2015), I² truncated at 0, and from 3 data sets the prediction interval mean ± t(k − 2) √(tau² + SE²) "
+        "(Higgins et al. 2009); a data set whose differences have zero variance gets one test image's "
+        "difference squared over n as its variance. With at least 5 data sets, the Friedman test read through "
+        "the Iman-Davenport F (Iman and Davenport 1980), average ranks and the Nemenyi critical difference, "
+        "drawn only when F rejects.",
         "`ablate.stats.aggregate`, per contrast over the data sets that ran both arms. Data sets as the units: "
         "a data set counts for A when its mean paired difference is above 0; the sign test over data sets "
         "drops ties (`scipy.stats.binomtest`), the Wilcoxon test is `scipy.stats.wilcoxon` with its defaults, "
         "and the smallest p this many untied data sets can reach is 2/2^k. That is all a table with one run "
         "per cell supports, so with one run per cell this verdict comes first.\n\n"
-        "Random effects, when at least 2 data sets have 2 or more paired seeds: statsmodels' "
-        "`combine_effects(..., use_t=True)`, its \"random effect wls\" row (Paule-Mandel tau², its default "
-        "\"iterated\" method, and the Hartung-Knapp-Sidik-Jonkman interval on t with k − 1 df), because the "
-        "normal interval under-covers with 3 to 5 data sets; SE in the prediction interval is that of the "
-        "HKSJ row. A data set whose differences have zero variance gets (100 / n_test)² / n points² (n_test "
-        "unknown: 0.1 points, the default ROPE) instead of infinite weight.\n\n"
+        "Random effects, when at least 2 data sets have 2 or more paired seeds (`ablate.stats.random_effects`): "
+        "statsmodels' `combine_effects` gives the Paule-Mandel tau² (its default \"iterated\" method) and the "
+        "weights w = 1/(v + tau²); the interval is mean ± t_(1 − alpha/2)(k − 1) √(max(1, q) / Σw), q the "
+        "weighted residual mean square Σw (y − mean)² / (k − 1). Without the max(1, q) truncation the HKSJ "
+        "interval covered 0.90 to 0.94 at 3 to 5 data sets of 4 to 6 seeds: with tau² estimated at 0, q falls "
+        "below 1 and narrows it. The prediction interval uses SE = 1/√Σw, the random-effects mean's standard "
+        "error, as Higgins et al. write it. A data set whose differences have zero variance gets (100 / "
+        "n_test)² / n points² (n_test unknown: 0.1 points, the smallest default ROPE) instead of infinite "
+        "weight.\n\n"
         "Friedman, with at least 5 data sets and 3 arms run on all of them, on the per-data-set mean "
         "accuracies: F = (N − 1) χ² / (N (k − 1) − χ²) on k − 1 and (k − 1)(N − 1) df (∞ when every data set "
         "ranks the arms the same way); average ranks with ties averaged, rank 1 the best; the Nemenyi "
@@ -203,11 +275,10 @@ STEPS: tuple[Step, ...] = (
         "two-sided p = 2/2^(n − m) > {alpha}) and ROPEs finer than one test image.",
         "Degenerate inputs never raise; a statistic that is undefined is n/a (NaN in the CSV files). With n < "
         "2 every test, interval and effect size is n/a (means, share A better and p sign are still given for "
-        "n = 1). With all differences equal (sd(d) = 0) the interval collapses to [diff, diff]; if they are "
-        "all 0 the t statistic is 0/0, so p paired and p Holm are n/a, p perm. is 1 and p TOST is 0 "
-        "(equivalent); if they are a nonzero constant p paired is 0; d_z, MDE 80% and seeds for smallest "
-        "effect are n/a (no variance to plan from) and the ROPE probabilities are those of a point mass. With "
-        "both arms constant and equal p Welch is n/a (0/0).",
+        "n = 1). With all differences equal (zero spread) there is no t interval, no posterior and no d_z, "
+        "MDE 80% or seeds for smallest effect (no variance to plan from); p paired is the exact sign-flip p (1 "
+        "when all are 0, 2/2^n for a nonzero constant) and p TOST the two one-sided sign-flip tests. With both "
+        "arms constant and equal p Welch is n/a (0/0).",
     ),
 )
 
@@ -220,12 +291,27 @@ SEQUENTIAL_STEPS: tuple[Step, ...] = (
         "values of the paired t statistic (n_k − 1 df) at each look are calibrated by a seeded simulation of a "
         "million null studies, because seeds are few. At look k the design-adjusted interval is mean(d) ± c_k "
         "sd(d)/√n_k (Jennison and Turnbull 1989): above 0, A better; below 0, B better; inside the ROPE, "
-        "equivalent; a contrast keeps the verdict of the first look that decided it, and the repeats stop when "
-        "every contrast is decided or the last look is done (then undecided). The intervals of all looks cover "
-        "the true difference together with probability 1 − {alpha}/{comparisons}, so the chance of any false "
-        "verdict in the study is at most {alpha}.",
+        "equivalent; a look whose differences are all the same decides nothing. Look k is judged on the pairs "
+        "of the first n_k seeds alone: where a run among them was given up, the contrast is undecided from that "
+        "look on, never filled from a later batch. A contrast keeps the verdict of the first look that decided "
+        "it, and the repeats stop when every contrast is settled or the last look is done (then undecided). The "
+        "intervals of all looks cover the true difference together with probability 1 − {alpha}/{comparisons}, "
+        "so the chance of any false verdict in the study is at most {alpha}. The design's test is over seeds, "
+        "on this test set, as its boundaries were calibrated; the new-data interval of a decided contrast is "
+        "given beside it and decides nothing.",
         "`ablate.stats.make_design` and `ablate.stats.decide`; the repeats loop and the report replay the "
         "looks from the same differences (`ablate.stats.sequential_look`), so they reach the same verdicts.\n\n"
+        "Zero spread: with whole-image accuracies every paired difference at an early look is often the same, "
+        "the interval then has zero width and the look used to decide at once: simulated on a 360-image test "
+        "set (per seed, Poisson(1.5) images only A gets right and as many only B gets right), a first look at "
+        "2 seeds ended \"better\" for equal arms in about 11% of studies, against 0.05 claimed; with the rule, "
+        "within 0.05. A constant difference is no evidence of a zero-variance effect, "
+        "so such a look decides nothing (and a study file's first look is at 5 seeds at least).\n\n"
+        "Replay: each paired difference carries its seed's position in the plan, and look k uses the positions "
+        "below n_k. A run given up after its retries leaves a pair missing there; judging the look on the "
+        "pairs it has would use a boundary calibrated for n_k pairs, and taking the next seed instead would "
+        "fill it from a later batch, which the design never planned. So that look is undecided, and so is the "
+        "contrast for good (every later look lacks the same pair); it no longer keeps the repeats going.\n\n"
         "Bonferroni keeps the family-wise error over all contrasts, data sets and looks at most alpha "
         "whatever the correlation between contrasts that share an arm; Holm applied afresh at every look "
         "would not (issue 9). Alpha is spent at the information fractions t_k = n_k / n_max, alpha/2 on each "
@@ -255,11 +341,11 @@ SEQUENTIAL_STEPS: tuple[Step, ...] = (
         "it.",
     ),
     Step(
-        "For a sequential study, p Holm, p TOST Holm and MDE 80% are not shown and are empty in "
-        "comparisons.csv: they are fixed-sample figures (Holm over a single look at a fixed n, power at a "
-        "fixed n) and no longer mean what they say after early stopping; the verdict column holds the design's "
-        "verdict. A − B, the 95% interval and p paired, p Welch, p perm., p TOST are nominal, over all the "
-        "seeds run, not adjusted for the looks, and decide nothing. sequential.csv gives per contrast the "
+        "For a sequential study, the Holm p-values and MDE 80% are not shown and are empty in comparisons.csv: "
+        "they are fixed-sample figures (Holm over a single look at a fixed n, power at a fixed n) and no longer "
+        "mean what they say after early stopping; the verdict column holds the design's verdict. A − B, the "
+        "95% intervals and p paired, p Welch, p perm., p TOST, p new data are nominal, over all the seeds run, "
+        "not adjusted for the looks, and decide nothing. sequential.csv gives per contrast the "
         "look, the boundary crossed, the critical |t|, the design-adjusted interval, the seeds run, and the "
         "seeds a fixed paired t-test at alpha/m needs for the power this design has (simulated, 200,000 "
         "studies, seeded) at the observed sd of the differences against the smallest effect of interest, or "
@@ -277,6 +363,10 @@ SEQUENTIAL_STEPS: tuple[Step, ...] = (
 
 REFERENCES: tuple[str, ...] = (
     "Student (1908). The probable error of a mean. *Biometrika* 6(1), 1–25.",
+    "Satterthwaite, F. E. (1946). An approximate distribution of estimates of variance components. "
+    "*Biometrics Bulletin* 2(6), 110–114.",
+    "Clark, H. H. (1973). The language-as-fixed-effect fallacy: a critique of language statistics in "
+    "psychological research. *Journal of Verbal Learning and Verbal Behavior* 12(4), 335–359.",
     'Welch, B. L. (1947). The generalization of "Student\'s" problem when several different population '
     "variances are involved. *Biometrika* 34(1–2), 28–35.",
     "Holm, S. (1979). A simple sequentially rejective multiple test procedure. *Scandinavian Journal of "
@@ -297,8 +387,13 @@ REFERENCES: tuple[str, ...] = (
     "comparing multiple classifiers through Bayesian analysis. *JMLR* 18(77), 1–36.",
     "Dodge, J., Gururangan, S., Card, D., Schwartz, R., Smith, N. A. (2019). Show your work: improved "
     "reporting of experimental results. *EMNLP 2019*, 2185–2194.",
-    "Bouthillier, X., Delaunay, P., Bronzi, M., et al. (2021). Accounting for variance in machine learning "
-    "benchmarks. *Proceedings of Machine Learning and Systems* 3 (MLSys 2021).",
+    "Röver, C., Knapp, G., Friede, T. (2015). Hartung-Knapp-Sidik-Jonkman approach and its modification for "
+    "random-effects meta-analysis with few studies. *BMC Medical Research Methodology* 15, 99.",
+    "Bouthillier, X., Delaunay, P., Bronzi, M., Trofimov, A., Nichyporuk, B., Szeto, J., Sepah, N., Raff, E., "
+    "Madan, K., Voleti, V., Ebrahimi Kahou, S., Michalski, V., Serdyuk, D., Arbel, T., Pal, C., Varoquaux, G., "
+    "Vincent, P. (2021). Accounting for variance in machine learning benchmarks. *MLSys 2021*.",
+    "Agarwal, R., Schwarzer, M., Castro, P. S., Courville, A., Bellemare, M. G. (2021). Deep reinforcement "
+    "learning at the edge of the statistical precipice. *NeurIPS 2021*.",
     "Lourie, N., Cho, K., He, H. (2024). Show your work with confidence: confidence bands for tuning curves. "
     "*NAACL 2024*. (the opda package)",
 )
@@ -314,6 +409,7 @@ SEQUENTIAL_REFERENCES: tuple[str, ...] = (
 
 # Cited in the details of docs/statistics.md, not in a report.
 FURTHER_REFERENCES: tuple[str, ...] = (
+    "Owen, A. B. (2007). The pigeonhole bootstrap. *Annals of Applied Statistics* 1(2), 386–411.",
     "Pocock, S. J. (1977). Group sequential methods in the design and analysis of clinical trials. "
     "*Biometrika* 64(2), 191–199.",
     "O'Brien, P. C., Fleming, T. R. (1979). A multiple testing procedure for clinical trials. *Biometrics* "
@@ -336,6 +432,7 @@ def template_values(settings: AnalysisSettings, plan: SequentialPlan | None) -> 
     values = {
         "alpha": f"{settings.alpha:g}",
         "rope": (f"±{format_points(rope)} points (given)" if rope is not None
+                 else f"±{format_points(effect)} points (the smallest effect of interest)" if effect is not None
                  else "± the larger of 0.1 points and one test image (100 / n_test points) of each data set"),
         "effect": (f"the smallest effect of interest, {format_points(effect)} points" if effect is not None
                    else "a smallest effect of interest (none was set, so n/a)"),

@@ -15,6 +15,7 @@ from ablate.stats import AcrossDifference, Aggregate, FriedmanResult
 __all__ = [
     "AGGREGATE_FIGURES",
     "similarity_section",
+    "disagreement_section",
     "warning_section",
     "aggregate_section",
     "provenance_section",
@@ -41,6 +42,33 @@ def similarity_section(similarity: pd.DataFrame | None) -> list[str]:
         sd = "–" if pd.isna(row.sd) else f"{row.sd:.3f}"
         lines.append(f"| {row.dataset} | {row.arm} | {row.n} | {row.mean:.3f} | {sd} |")
     return lines + [""]
+
+
+def disagreement_section(disagreement: pd.DataFrame | None, comparisons: pd.DataFrame) -> list[str]:
+    """Per data set and contrast, the share of test examples on which exactly one arm is right
+    (:func:`ablate.stats.disagreement`) beside ``sd_test_sampling``, what that disagreement adds
+    to the new-data interval; nothing without predictions."""
+    if disagreement is None or disagreement.empty:
+        return []
+    lines = [
+        "## Per-example disagreement",
+        "",
+        "The share of test images on which exactly one of the two arms is right, per seed (mean and range "
+        "over the seeds both arms have predictions for): where two arms are right and wrong on the same "
+        "images, drawing another test set moves both alike and cancels in A − B; where they disagree, it "
+        "does not. sd test sampling is what the test images alone add to the sd of the mean difference "
+        "(points), from the mean squares of the new-data test.",
+        "",
+    ]
+    sd = {(r["dataset"], r["arm_a"], r["arm_b"]): r.get("sd_test_sampling") for r in comparisons.to_dict("records")}
+    rows = []
+    for (dataset, arm_a, arm_b), g in disagreement.groupby(["dataset", "arm_a", "arm_b"], sort=False):
+        share = 100.0 * g["disagree"]
+        rows.append([dataset, f"{arm_a} vs {arm_b}", len(g), f"{format_points(share.mean())}%",
+                     f"{format_points(share.min())}–{format_points(share.max())}%",
+                     format_points(sd.get((dataset, arm_a, arm_b), math.nan))])
+    return lines + table(["data set", "contrast (A vs B)", "seeds", "one arm right", "range", "sd test sampling"],
+                         rows) + [""]
 
 
 def warning_section(comparisons: pd.DataFrame, aggregate: Aggregate | None, missing: Sequence[str]) -> list[str]:
@@ -98,8 +126,9 @@ def _random_effects_table(effects: Sequence[AcrossDifference], alpha: float) -> 
         return []
     lines = [
         f"Random effects over the data sets with 2 or more paired seeds: the overall difference A − B "
-        f"(points) with its Hartung-Knapp-Sidik-Jonkman {100 * (1 - alpha):g}% interval, the between-data-set "
-        "variance tau² (Paule-Mandel), I², and, from 3 data sets, the prediction interval for a new data set:",
+        f"(points) with its Hartung-Knapp-Sidik-Jonkman {100 * (1 - alpha):g}% interval (its scale truncated "
+        "at 1, Röver et al. 2015), the between-data-set variance tau² (Paule-Mandel), I², and, from 3 data "
+        "sets, the prediction interval for a new data set (Higgins et al. 2009):",
         "",
     ]
     return lines + table(

@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from ablate.analysis import AnalysisSettings, SequentialPlan, is_finite
-from ablate.report.formatting import (NA, format_count, format_p, format_points, format_prob, format_signed, plural,
+from ablate.report.formatting import (NA, format_count, format_points, format_prob, format_signed, plural,
                                       table)
-from ablate.report.sentences import across_sentence, sequential_sentence, verdict_sentence
-from ablate.stats import Aggregate
+from ablate.report.sentences import across_sentence, sequential_sentence, variance_sentence, verdict_sentence
+from ablate.stats import Aggregate, TooShort
 
-__all__ = ["verdict_section", "sequential_section"]
+__all__ = ["verdict_section", "sequential_section", "has_new_data"]
 
 
 def verdict_section(
@@ -22,21 +22,24 @@ def verdict_section(
     settings: AnalysisSettings,
     *,
     provenance: Mapping[str, object] | None,
-    too_short: Sequence[Mapping[str, object]],
+    too_short: Sequence[TooShort],
     sequential: pd.DataFrame | None = None,
     plan: SequentialPlan | None = None,
+    test_images: Mapping[str, float] | None = None,
 ) -> list[str]:
-    """The "Verdict" section: the note, a dirty working tree, one sentence per comparison (the
-    design's after sequential seeds: ``sequential`` is the frame and ``plan`` its design) and per
-    contrast across data sets, a too-short single recipe, the confounded contrasts, and how to
-    read the verdicts."""
+    """The "Verdict" section: the note, a dirty working tree, which sources of variance the
+    intervals cover (``settings.vary``, and whether predictions put the test images in:
+    ``test_images`` per data set), one sentence per comparison (the design's after sequential
+    seeds: ``sequential`` is the frame and ``plan`` its design) and per contrast across data sets,
+    a recipe that may be too short, the confounded contrasts, and how to read the verdicts."""
     lines = ["## Verdict", ""]
     if settings.note:
         lines += [f"> {line}" if line else ">" for line in settings.note.strip().splitlines()] + [""]
     dirty = _dirty(provenance)
     if dirty:
         lines += [dirty, ""]
-    per_dataset = _per_dataset_verdicts(comparisons, sequential)
+    lines += [variance_sentence(settings.vary, test_images or {}, has_new_data(comparisons)), ""]
+    per_dataset = _per_dataset_verdicts(comparisons, sequential, settings.alpha)
     across: list[str] = []
     if aggregate is not None and aggregate.n_datasets >= 2 and aggregate.across:
         across += [f"- {across_sentence(dataclasses.asdict(d), settings.alpha)}"
@@ -45,7 +48,7 @@ def verdict_section(
     # With one run per cell the data sets are the only units there are: that verdict comes first.
     one_run_each = not comparisons.empty and bool((comparisons["n"].astype(int) < 2).all())
     lines += across + per_dataset if one_run_each else per_dataset + across
-    lines += _too_short(too_short, decided_by_design=sequential is not None)
+    lines += _too_short(too_short)
     if not comparisons.empty:
         lines += _confounded(comparisons)
         lines += _how_to_read(comparisons, settings, plan)
@@ -62,26 +65,34 @@ def _dirty(provenance: Mapping[str, object] | None) -> str | None:
     return None
 
 
-def _per_dataset_verdicts(comparisons: pd.DataFrame, sequential: pd.DataFrame | None) -> list[str]:
+def has_new_data(comparisons: pd.DataFrame) -> bool:
+    """Whether any row of ``comparisons`` has the new-data test (predictions for 2 or more seeds)."""
+    return "p_new_data" in comparisons.columns and bool(pd.to_numeric(comparisons["p_new_data"]).notna().any())
+
+
+def _per_dataset_verdicts(comparisons: pd.DataFrame, sequential: pd.DataFrame | None, alpha: float) -> list[str]:
     if comparisons.empty:
         return ["No contrast could be computed: no dataset has both arms of any contrast.", ""]
     if sequential is not None:
         by_key = {(r["dataset"], r["arm_a"], r["arm_b"]): r for r in comparisons.to_dict("records")}
         return [f"- {sequential_sentence(r, by_key.get((r['dataset'], r['arm_a'], r['arm_b'])))}"
                 for r in sequential.to_dict("records")] + [""]
-    return [f"- {verdict_sentence(row)}" for row in comparisons.to_dict("records")] + [""]
+    family = int((comparisons["n"].astype(int) >= 2).sum())
+    return [f"- {verdict_sentence(row, alpha, family)}" for row in comparisons.to_dict("records")] + [""]
 
 
-def _too_short(too_short: Sequence[Mapping[str, object]], decided_by_design: bool) -> list[str]:
+def _too_short(too_short: Sequence[TooShort]) -> list[str]:
     lines = []
     for item in too_short:
-        if decided_by_design and item["source"] == "contrast":
-            evidence = "decided by the sequential design"
-        else:
-            evidence = f"{'Holm p' if item['source'] == 'contrast' else 'paired t p'} = {format_p(item['p'])}"
+        where = "for new data" if item.new_data else "on this test set"
+        interval = (f"[{format_signed(item.ci_low)}, {format_signed(item.ci_high)}] {where}" if is_finite(item.ci_low)
+                    else "the same at every seed")
+        threshold = "the smallest effect of interest" if item.threshold_source == "smallest effect" else "the ROPE"
         lines += [
-            f"On {item['dataset']}, single-long beats single by {format_signed(item['diff'])} points "
-            f"({evidence}): evidence that the single recipe was too short.",
+            f"On {item.dataset}, single-long beats {item.arm} by {format_signed(item.diff)} points {interval} over "
+            f"{item.n} seeds: that reaches above {threshold} ({format_points(item.threshold)} points), so {item.arm} "
+            "may be too short, significant or not; a small late validation gain does not show otherwise, because "
+            "a cosine schedule flattens every curve in its last quarter. Every verdict involving it says so.",
             "",
         ]
     return lines
@@ -106,6 +117,8 @@ def _how_to_read(comparisons: pd.DataFrame, settings: AnalysisSettings, plan: Se
     alpha = settings.alpha
     rope_text = (
         f"±{format_points(settings.rope)} points" if settings.rope is not None
+        else f"±{format_points(settings.smallest_effect)} points (the smallest effect of interest)"
+        if settings.smallest_effect is not None
         else "± the larger of 0.1 points and one test image of that data set (column rope)"
     )
     if plan is not None:
@@ -115,12 +128,25 @@ def _how_to_read(comparisons: pd.DataFrame, settings: AnalysisSettings, plan: Se
             f"decided the contrast, with the design-adjusted interval of that look; \"significant\" means "
             f"the interval excludes 0 and \"practically equivalent\" that it lies within {rope_text}, with "
             f"alpha {alpha:g} kept over all looks and {plural(plan.comparisons, 'comparison')} "
-            "(Bonferroni, then Lan-DeMets spending, boundaries calibrated for t).",
+            "(Bonferroni, then Lan-DeMets spending, boundaries calibrated for t). The design's test is over "
+            "seeds, on this test set: its boundaries were calibrated for it."
+            + (" Beside each decided contrast is its interval for new data (seeds and test images random, "
+               "over all the seeds run), which decides nothing." if has_new_data(comparisons) else ""),
+            "",
+        ]
+    if has_new_data(comparisons):
+        return [
+            f"Differences are A − B in accuracy points. The verdicts use the test for new data: seeds and test "
+            f"images both random (a crossed two-way design, Satterthwaite's degrees of freedom); \"significant\" "
+            f"means its Holm-adjusted p < {alpha:g} over all {len(comparisons)} rows, and \"practically "
+            f"equivalent\" that its Holm-adjusted equivalence test (TOST) puts the difference within {rope_text} "
+            f"at p < {alpha:g}. The 95% paired-t intervals over seeds alone are given beside them as \"this test "
+            "set\": they leave out test-set sampling.",
             "",
         ]
     return [
-        f"Differences are A − B in accuracy points with 95% paired-t intervals; "
-        f"\"significant\" means Holm-adjusted p < {alpha:g} over all {len(comparisons)} rows; "
+        f"Differences are A − B in accuracy points with 95% paired-t intervals over seeds, for this test set "
+        f"only; \"significant\" means Holm-adjusted p < {alpha:g} over all {len(comparisons)} rows; "
         f"\"practically equivalent\" means the Holm-adjusted equivalence test (TOST) puts the "
         f"difference within {rope_text} at p < {alpha:g}.",
         "",

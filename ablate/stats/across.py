@@ -19,7 +19,7 @@ from statsmodels.stats.meta_analysis import combine_effects
 
 from ablate.analysis import is_finite
 from ablate.stats._common import as_frame, quiet
-from ablate.stats.paired import EXACT_UNITS_PER_POINT, exact_units, sign_test_p, smallest_permutation_p
+from ablate.stats.exact import EXACT_UNITS_PER_POINT, exact_units, sign_test_p, smallest_permutation_p
 from ablate.stats.results import (MIN_ROPE, accuracy_by_arm, arm_order, dataset_order, missing_arms,
                                   n_test_by_dataset, resolve_contrasts, sort_results, validate_results)
 
@@ -32,6 +32,7 @@ __all__ = [
     "across_frame",
     "aggregate",
     "iman_davenport",
+    "random_effects",
 ]
 
 _MIN_DATASETS_FOR_FRIEDMAN = 5
@@ -115,11 +116,10 @@ def across_datasets(
       ``min_p_datasets = 2 / 2**k`` over the k datasets that are not tied; NaN below 2
       datasets.
     * random effects over the datasets with >= 2 paired seeds, when there are >= 2 of them:
-      ``combine_effects(effect, sd**2 / n, use_t=True, alpha=alpha)``, row "random effect
-      wls" (Paule-Mandel tau^2, HKSJ interval on t(k - 1)); ``i2`` truncated at 0; from 3
-      datasets the prediction interval ``re_diff +/- t_{1-alpha/2}(k - 2) sqrt(tau2 + re_se**2)``.
-      A zero-variance dataset's variance is ``(100 / n_test)**2 / n`` (n_test unknown:
-      ``0.1**2 / n``).
+      :func:`random_effects` of the mean differences with variances ``sd**2 / n`` (Paule-Mandel
+      tau^2, HKSJ interval with the max(1, q) truncation, Higgins et al.'s prediction interval
+      from 3 datasets). A zero-variance dataset's variance is ``(100 / n_test)**2 / n``
+      (n_test unknown: ``0.1**2 / n``).
     """
     results = sort_results(validate_results(results))
     contrasts = resolve_contrasts(results, contrasts)
@@ -172,7 +172,7 @@ def _across_one(
               i2=nan, pi_low=nan, pi_high=nan)  # fmt: skip
     if len(re_names) >= 2:
         re_means = [m for name, m in zip(names, means) if name in re_names]
-        re.update(_random_effects(np.array(re_means), np.array(variances), alpha))
+        re.update(random_effects(np.array(re_means), np.array(variances), alpha))
     elif k >= 2:
         notes.append("random effects need 2 or more datasets with 2 or more paired seeds")
     return AcrossDifference(
@@ -204,21 +204,29 @@ def _wilcoxon_p(d: np.ndarray) -> float:
         return float(st.wilcoxon(d).pvalue)
 
 
-def _random_effects(effect: np.ndarray, variance: np.ndarray, alpha: float) -> dict[str, float]:
+def random_effects(effect: np.ndarray, variance: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
+    """Random-effects summary of per-data-set differences ``effect`` with within-data-set ``variance``.
+
+    statsmodels' ``combine_effects`` (Paule-Mandel tau^2, its default "iterated" method) gives
+    the weights; the interval is Hartung-Knapp-Sidik-Jonkman's on t(k - 1) with the scale
+    truncated at 1, ``se = sqrt(max(1, q) / sum(w))``, q the weighted residual mean square
+    (Röver et al. 2015): without the truncation the interval covered 0.90 to 0.94 at 3 to 5 data
+    sets of 4 to 6 seeds. From 3 data sets the prediction interval for a new data set in Higgins
+    et al.'s (2009) form, ``mean +/- t_{1 - alpha/2}(k - 2) sqrt(tau^2 + 1 / sum(w))``. ``i2`` is
+    truncated at 0. Keys: ``re_diff, re_se, re_ci_low, re_ci_high, tau2, i2, pi_low, pi_high``.
+    """
+    effect, variance = np.asarray(effect, dtype=float), np.asarray(variance, dtype=float)
     k = effect.size
     with quiet():
         res = combine_effects(effect, variance, use_t=True, alpha=alpha)
-        row = res.summary_frame(alpha=alpha).loc["random effect wls"]
-    tau2 = float(res.tau2)
-    i2 = float(res.i2)
-    out = dict(
-        re_diff=float(row["eff"]), re_se=float(row["sd_eff"]), re_ci_low=float(row["ci_low"]),
-        re_ci_high=float(row["ci_upp"]), tau2=tau2, i2=max(0.0, i2) if math.isfinite(i2) else 0.0,
-        pi_low=math.nan, pi_high=math.nan,
-    )  # fmt: skip
+    mean, var_mean, tau2, i2 = float(res.mean_effect_re), float(res.var_eff_w_re), float(res.tau2), float(res.i2)
+    se = math.sqrt(max(1.0, float(res.scale_hksj_re)) * var_mean)
+    half = float(st.t.isf(alpha / 2, k - 1)) * se
+    out = dict(re_diff=mean, re_se=se, re_ci_low=mean - half, re_ci_high=mean + half, tau2=tau2,
+               i2=max(0.0, i2) if math.isfinite(i2) else 0.0, pi_low=math.nan, pi_high=math.nan)  # fmt: skip
     if k >= 3:
-        half = st.t.ppf(1 - alpha / 2, k - 2) * math.sqrt(tau2 + out["re_se"] ** 2)
-        out.update(pi_low=out["re_diff"] - half, pi_high=out["re_diff"] + half)
+        half = float(st.t.isf(alpha / 2, k - 2)) * math.sqrt(tau2 + var_mean)
+        out.update(pi_low=mean - half, pi_high=mean + half)
     return out
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from opda.nonparametric import EmpiricalDistribution
 
-from ablate.stats.paired import compare
+from ablate.stats.contrasts import compare
 from ablate.stats.results import sort_results, validate_results
 
 __all__ = [

@@ -37,10 +37,13 @@ def earlier_sd(cfg: StudyConfig, paths: StudyPaths) -> tuple[float, str] | None:
 
 
 def plan_rope(cfg: StudyConfig, paths: StudyPaths) -> tuple[float, str]:
-    """``repeats.rope``, else one test image of the earlier repeats (at least 0.1), else 0.1."""
+    """The ROPE the report will use (``ablate.stats.row_rope``): ``repeats.rope``, else
+    ``repeats.smallest_effect``, else one test image of the earlier repeats (at least 0.1), else 0.1."""
     assert cfg.repeats is not None
     if cfg.repeats.rope is not None:
         return float(cfg.repeats.rope), "repeats.rope"
+    if cfg.repeats.smallest_effect is not None:
+        return float(cfg.repeats.smallest_effect), "repeats.smallest_effect"
     results = earlier_results(cfg, paths)
     n_test = results["n_test"].dropna() if results is not None else []
     if len(n_test):

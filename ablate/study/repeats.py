@@ -269,8 +269,9 @@ def repeats_progress(cfg: StudyConfig, trials: list[FrozenTrial]) -> RepeatsProg
         rows = [result_row(states.complete[c]) for c in cells if c in states.complete]
         if not rows:  # every cell of the look given up: nothing to decide on, nothing more to run
             return RepeatsProgress(seeds=target, look=latest, stopped=True)
-        latest = sequential_look(pd.DataFrame(rows), plan, alpha=rep.alpha, contrasts=rep.contrasts,
-                                 rope=rep.rope, n_seeds_done=target)
+        latest = sequential_look(pd.DataFrame(rows), plan, alpha=rep.alpha, contrasts=rep.contrasts, rope=rep.rope,
+                                 smallest_effect=rep.smallest_effect, n_seeds_done=target,
+                                 seeds=range(rep.first_seed, rep.first_seed + rep.max_seeds))
         if latest.stop:
             return RepeatsProgress(seeds=target, look=latest, stopped=True)
         target = latest.next_seeds

@@ -63,7 +63,7 @@ def analysis_settings(cfg: StudyConfig) -> AnalysisSettings:
     assert rep is not None
     return AnalysisSettings(title=f"{cfg.name}: does FMCE help?", contrasts=rep.contrasts, rope=rep.rope,
                             alpha=rep.alpha, smallest_effect=rep.smallest_effect, still_rising=rep.still_rising,
-                            sequential=sequential_settings(cfg))  # vary: with issue 16's report
+                            sequential=sequential_settings(cfg), vary=tuple(rep.vary))
 
 
 def collect_results(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
