@@ -49,22 +49,22 @@ def measure_loops(opts: BenchOptions, device: torch.device, numerics: Numerics, 
     labels = torch.randint(0, NUM_CLASSES, (b * opts.block_steps,), generator=gen)
     data = DeviceImages(images, labels, device)
     augment = DatasetConfig().augment
-    x, y = next(data.batches(b, generator=gen, augment=augment))  # the bare loop's one batch
+    x, y = next(data.batches(b, order=gen, augment=gen if augment else None))  # the bare loop's one batch
     x = numerics.for_batch(x)
 
     blocks: dict[str, Block] = {}
     learners = {name: _learner(opts, name, numerics.precision, device, compiled) for name in opts.models}
     for name, learner in learners.items():
-        blocks[f"{name}/ours"] = partial(learner.train_epoch, data)
+        blocks[f"{name}/ours"] = partial(learner.train_epoch, [data])
         blocks[f"{name}/bare"] = partial(_bare_steps, learner, x, y, opts.block_steps)
     blocks["data"] = partial(_produce_batches, data, b, gen, augment, numerics)
     other = "fp32" if numerics.precision == "bf16" else "bf16"
     if opts.compare_precision and not compiled:  # the same single-head loop at the other precision
-        blocks[f"single/ours@{other}"] = partial(_learner(opts, "single", other, device, False).train_epoch, data)
+        blocks[f"single/ours@{other}"] = partial(_learner(opts, "single", other, device, False).train_epoch, [data])
     fused_modes = ((None,) + (opts.compile_modes if opts.compile else ())) if opts.fuse and not compiled else ()
     for mode in fused_modes:
         blocks[f"fused/{mode or 'eager'}"] = partial(_fused_learner(opts, numerics.precision, device, mode).train_epoch,
-                                                     data)
+                                                     [data] * opts.fuse)
 
     timing = _time_blocks(blocks, opts, device)
     ips = {k: statistics.median(b * opts.block_steps / t for t in v) for k, v in timing.seconds.items()}
@@ -107,7 +107,7 @@ def _bare_steps(learner: Learner, x: torch.Tensor, y: torch.Tensor, steps: int) 
 def _produce_batches(data: DeviceImages, batch_size: int, gen: torch.Generator, augment: bool,
                      numerics: Numerics) -> None:
     """What ablate's loop does before a step's forward: cut, augment, normalise, layout."""
-    for x, _ in data.batches(batch_size, generator=gen, augment=augment, drop_last=True):
+    for x, _ in data.batches(batch_size, order=gen, augment=gen if augment else None, drop_last=True):
         numerics.for_batch(x)
 
 
