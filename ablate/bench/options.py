@@ -110,6 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "'100 1000' shows the growth; the filled study is cached)")
     parser.add_argument("--skip-optuna", action="store_true", help="do not measure Optuna's overhead")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--json-out", type=Path, default=None, metavar="FILE",
+                        help="also write the JSON so far to FILE after every phase (the eager loops, each compile "
+                             "mode of the fused step, the compiled loops, Optuna), so a run cut short keeps its figures")
     parser.add_argument("--pruning", type=Path, default=None, metavar="STUDY",
                         help="instead: run STUDY's search with its pruner and with none, and compare "
                              "epochs spent and best validation accuracy")
