@@ -109,7 +109,7 @@ def check_fused_step(cfg: RunConfig, *, batch_size: int = 8) -> FusionCheck:
     device = resolve_device(cfg.train.device)
     changes = {"train.compile": False}
     if cfg.model.kind == "dual":
-        changes["model.model1.init"] = "random"
+        changes.update({"model.model1.init": "random", "model.model1.weights": None})
     cfg = with_overrides(cfg, changes, "fusion check")
     cfgs = [with_overrides(cfg, {"train.seed": s, "train.init_seed": s}, "fusion check") for s in (0, 1)]
     num_classes = 10
