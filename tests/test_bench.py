@@ -230,3 +230,16 @@ def _quick_loops(real):
         return real(opts, device, numerics, compiled=False)
 
     return quick
+
+
+def test_skip_compiled_loops_compiles_the_fused_step_alone(capsys, monkeypatch):
+    import ablate.bench.measure
+    from ablate.bench import CompiledFused
+
+    monkeypatch.setattr(ablate.bench.measure, "measure_compiled_fused",
+                        lambda opts, device, numerics, mode: CompiledFused(900.0, 12.0, 0, None, 450.0))
+    argv = TINY + ["--skip-optuna", "--models", "single", "--fuse", "2", "--compile", "--compile-modes", "default",
+                   "--skip-compiled-loops"]
+    assert main(_parse(argv)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["compiled"] is None and list(out["fused_compiled"]) == ["default"]

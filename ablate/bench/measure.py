@@ -63,7 +63,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] | None = None,
         result = replace(result, fused=replace(result.fused, compiled={
             **result.fused.compiled, mode: _compiled_fused(opts, device, run_numerics, mode, log)}))
         on_phase(result)
-    if opts.compile:
+    if opts.compile and not opts.skip_compiled_loops:
         log("bench: torch.compile'd models")
         result = replace(result, compiled=measure_loops(opts, device, run_numerics, compiled=True).rates)
         on_phase(result)
