@@ -10,10 +10,11 @@ Names chosen by users live in one registry, ``DATASETS``; an unknown name lists 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,16 +28,20 @@ from ablate.errors import ConfigError, DataError
 __all__ = [
     "DATASETS",
     "ImageTensors",
+    "Read",
     "Splits",
     "check_dataset",
     "load_images",
     "split_indices",
     "DeviceImages",
+    "crop_flip_draws",
+    "crop_flip",
+    "random_crop_flip",
     "register_dataset",
     "save_atomic",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the official test split travels with the images
 # ImageNet statistics: the same normalisation for every data set keeps ImageNet weights usable.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -47,6 +52,7 @@ class ImageTensors:
     images: torch.Tensor  # (N, 3, S, S) uint8
     labels: torch.Tensor  # (N,) int64
     classes: tuple[str, ...]
+    official_test: np.ndarray | None = None  # indices of the data set's official test images, if it has them
 
     @property
     def num_classes(self) -> int:
@@ -62,7 +68,18 @@ class Splits:
     test: np.ndarray
 
 
-Reader = Callable[[DatasetConfig, Path], tuple[Iterator[tuple[object, int]], int, tuple[str, ...]]]
+@dataclass(frozen=True)
+class Read:
+    """What a reader returns: ``n`` (image, label) items, the class names, and, for a data set
+    with an official test split, the indices (in the reader's order) of its official test images."""
+
+    items: Iterable[tuple[object, int]]
+    n: int
+    classes: tuple[str, ...]
+    official_test: np.ndarray | None = None
+
+
+Reader = Callable[[DatasetConfig, Path], Read]
 DATASETS: dict[str, tuple[Reader, bool]] = {}  # name -> (reader, needs files under root)
 
 
@@ -86,7 +103,7 @@ def _digits(cfg: DatasetConfig, root: Path):
     bunch = load_digits()
     # Values are 0..16 ink counts; scale to 0..255 grey levels.
     images = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)[..., None]  # (N, 8, 8, 1)
-    return zip(images, bunch.target.tolist()), len(images), tuple(str(c) for c in bunch.target_names)
+    return Read(zip(images, bunch.target.tolist()), len(images), tuple(str(c) for c in bunch.target_names))
 
 
 def _torchvision(cls_name: str, cfg: DatasetConfig, root: Path, **kwargs):
@@ -108,23 +125,27 @@ def _torchvision(cls_name: str, cfg: DatasetConfig, root: Path, **kwargs):
 
 @register_dataset("cifar10")
 def _cifar10(cfg: DatasetConfig, root: Path):
+    """The 50,000 training images, then the 10,000 of the official test set."""
     parts = [_torchvision("CIFAR10", cfg, root, train=flag) for flag in (True, False)]
     images = np.concatenate([p.data for p in parts])  # (N, 32, 32, 3) uint8
     labels = sum((list(p.targets) for p in parts), [])
-    return zip(images, labels), len(images), tuple(parts[0].classes)
+    test = np.arange(len(parts[0].data), len(images))
+    return Read(zip(images, labels), len(images), tuple(parts[0].classes), official_test=test)
 
 
 @register_dataset("caltech101")
 def _caltech101(cfg: DatasetConfig, root: Path):
     ds = _torchvision("Caltech101", cfg, root, target_type="category")
-    return iter(ds), len(ds), tuple(ds.categories)
+    return Read(iter(ds), len(ds), tuple(ds.categories))
 
 
 @register_dataset("flowers102")
 def _flowers102(cfg: DatasetConfig, root: Path):
+    """The official train, validation and test splits in a row; the last is the official test set."""
     parts = [_torchvision("Flowers102", cfg, root, split=s) for s in ("train", "val", "test")]
     n = sum(len(p) for p in parts)
-    return (item for p in parts for item in p), n, tuple(str(i) for i in range(102))
+    test = np.arange(n - len(parts[2]), n)
+    return Read((item for p in parts for item in p), n, tuple(str(i) for i in range(102)), official_test=test)
 
 
 @register_dataset("imagefolder")
@@ -147,7 +168,7 @@ def _imagefolder(cfg: DatasetConfig, root: Path):
             except OSError as exc:
                 raise DataError(f"dataset 'imagefolder': cannot read image {path}: {exc}") from None
 
-    return items(), len(ds), tuple(ds.classes)
+    return Read(items(), len(ds), tuple(ds.classes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,20 +217,25 @@ def load_images(cfg: DatasetConfig, base: Path) -> ImageTensors:
     path = _cache_path(cfg, root)
     if path.exists():
         blob = torch.load(path, weights_only=True)
-        return ImageTensors(blob["images"], blob["labels"], tuple(blob["classes"]))
+        test = blob["official_test"]
+        return ImageTensors(blob["images"], blob["labels"], tuple(blob["classes"]),
+                            None if test is None else test.numpy())
     reader, _ = DATASETS[cfg.name]
-    items, n, classes = reader(cfg, root)
+    read = reader(cfg, root)
+    n = read.n
     images = torch.empty((n, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
     labels = torch.empty(n, dtype=torch.int64)
     count = 0
-    for i, (image, label) in enumerate(items):
+    for i, (image, label) in enumerate(read.items):
         images[i] = _to_square_uint8(image, cfg.image_size)
         labels[i] = int(label)
         count += 1
     if count != n:
         raise DataError(f"dataset {cfg.name!r}: expected {n} images, read {count}")
-    save_atomic({"images": images, "labels": labels, "classes": list(classes)}, path)
-    return ImageTensors(images, labels, classes)
+    test = None if read.official_test is None else np.asarray(read.official_test, dtype=np.int64)
+    save_atomic({"images": images, "labels": labels, "classes": list(read.classes),
+                 "official_test": None if test is None else torch.from_numpy(test)}, path)
+    return ImageTensors(images, labels, read.classes, test)
 
 
 def save_atomic(obj: object, path: Path) -> None:
@@ -238,10 +264,20 @@ def _to_square_uint8(image: object, size: int) -> torch.Tensor:
     return x
 
 
-def split_indices(labels: torch.Tensor, cfg: DatasetConfig) -> Splits:
-    """Stratified, seeded train / validation / test indices (by ``cfg.split_seed`` only).
+def split_indices(labels: torch.Tensor, cfg: DatasetConfig, official_test: np.ndarray | None = None) -> Splits:
+    """Stratified, seeded train / validation / test indices.
 
-    With ``cfg.subset`` a stratified subset of that many images is drawn first.
+    With ``cfg.subset`` a stratified subset of that many images is drawn first (by
+    ``cfg.split_seed``). The test split is then the data set's official test images among them
+    (``official_test``, as its reader gives them: CIFAR-10, Flowers-102), else the stratified
+    ``cfg.test_fraction`` that ``cfg.split_seed`` draws; either way it never depends on the
+    partition seed, so every run of a study is tested on the same examples. The rest is split
+    into train and validation by ``cfg.partition`` (the partition seed; ``split_seed`` when
+    unset), validation taking ``val_fraction / (1 - test_fraction)`` of it, as when the test
+    split is drawn.
+
+    Raises:
+        DataError: a class too small to be split.
     """
     from sklearn.model_selection import train_test_split
 
@@ -250,60 +286,114 @@ def split_indices(labels: torch.Tensor, cfg: DatasetConfig) -> Splits:
     try:
         if cfg.subset is not None and cfg.subset < len(idx):
             idx, _ = train_test_split(idx, train_size=cfg.subset, stratify=y[idx], random_state=cfg.split_seed)
-        rest, test = train_test_split(idx, test_size=cfg.test_fraction, stratify=y[idx], random_state=cfg.split_seed)
+        if official_test is not None:
+            official = np.isin(idx, official_test)
+            rest, test = idx[~official], idx[official]
+        else:
+            rest, test = train_test_split(idx, test_size=cfg.test_fraction, stratify=y[idx],
+                                          random_state=cfg.split_seed)
         val_share = cfg.val_fraction / (1.0 - cfg.test_fraction)
-        train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=cfg.split_seed + 1)
+        # + 1: with the partition seed unset, the partition is the one split_seed always drew
+        train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=cfg.partition + 1)
     except ValueError as exc:
         raise DataError(f"dataset {cfg.name!r}: cannot split {len(idx)} images by class: {exc}") from None
     return Splits(np.sort(train), np.sort(val), np.sort(test))
 
 
-class DeviceImages:
-    """One split's uint8 images on the training device, cut into normalised float batches."""
+def _on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` (on the CPU) on ``device``; to CUDA from pinned memory, without blocking the host."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device):
-        pin = device.type == "cuda"
-        self.images = (images.pin_memory() if pin else images).to(device, non_blocking=True)
-        self.labels = (labels.pin_memory() if pin else labels).to(device, non_blocking=True)
+
+class DeviceImages:
+    """Images on the training device, cut into normalised float batches.
+
+    ``DeviceImages(images, labels, device)`` uploads them; :meth:`rows` is a view of some of
+    them (a split) that shares the uploaded tensors. ``examples`` are the data-set indices of
+    a view's images, in its order, and ``example_labels`` their labels, both on the CPU.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                 examples: np.ndarray | None = None):
+        self.images = _on_device(images, device)  # (N, 3, S, S) uint8
+        self.labels = _on_device(labels, device)  # (N,) int64
         self.device = device
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+        self.index: torch.Tensor | None = None  # a view's rows in the uploaded tensors, on the device
+        self.examples = np.arange(len(labels)) if examples is None else np.asarray(examples)
+        self.example_labels = labels.numpy()
+        self._uploaded = (self.examples, self.example_labels)
+
+    def rows(self, rows: np.ndarray) -> DeviceImages:
+        """A view of the uploaded images ``rows`` (indices into them), sharing their tensors."""
+        view = copy.copy(self)
+        view.index = _on_device(torch.as_tensor(rows, dtype=torch.int64), self.device)
+        examples, labels = self._uploaded
+        view.examples, view.example_labels = examples[rows], labels[rows]
+        return view
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.examples)
 
     def batches(
         self,
         batch_size: int,
         *,
-        generator: torch.Generator | None = None,
-        augment: bool = False,
+        order: torch.Generator | None = None,
+        augment: torch.Generator | None = None,
         drop_last: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yields (x (B, 3, S, S) float32 normalised, y (B,) int64). Shuffled when a generator is given."""
+        """An epoch's batches: (x (B, 3, S, S) float32 normalised, y (B,) int64).
+
+        Shuffled by ``order``, cropped and flipped by the numbers ``augment`` draws (none without
+        it). Every random number of the epoch is drawn here, up front, in a fixed order (the
+        permutation from ``order``; then the shifts and flips of every image from ``augment``),
+        and reaches the device in one copy that does not block the host: a step then needs no
+        host sync, and a seed sees the same batches alone or fused.
+        """
         n = len(self)
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-        order = order.to(self.device)
+        perm = _on_device(torch.randperm(n, generator=order), self.device) if order is not None else None
+        draws = _on_device(crop_flip_draws(n, self.images.shape[-1], augment), self.device) \
+            if augment is not None else None
         stop = n - n % batch_size if drop_last and n >= batch_size else n
+        return self._cut(batch_size, perm, draws, stop)
+
+    def _cut(self, batch_size: int, perm: torch.Tensor | None, draws: torch.Tensor | None,
+             stop: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if perm is None:
+            perm = torch.arange(len(self), device=self.device)
+        rows = perm if self.index is None else self.index[perm]
         for start in range(0, stop, batch_size):
-            idx = order[start : start + batch_size]
+            idx = rows[start : start + batch_size]
             x = self.images[idx]
-            if augment:
-                x = random_crop_flip(x, generator)
+            if draws is not None:
+                x = crop_flip(x, draws[:, start : start + batch_size])
             yield (x.float() - self.mean) / self.std, self.labels[idx]
 
 
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: int | None = None) -> torch.Tensor:
-    """Random translation by up to ``pad`` px (reflect padding) and horizontal flip, per image.
+def crop_flip_draws(n: int, size: int, generator: torch.Generator | None, pad: int | None = None) -> torch.Tensor:
+    """The random numbers of :func:`crop_flip` for ``n`` images of ``size`` px: (3, n) int64 on
+    the CPU, rows dy, dx and flip, drawn in that order from ``generator`` (CPU), so that a seed
+    gives the same augmentation on every device."""
+    pad = max(1, size // 8) if pad is None else pad
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = (torch.rand(n, generator=generator) < 0.5).long()
+    return torch.stack([dy, dx, flip])
 
-    x: (B, C, H, W) on any device; the random numbers come from ``generator`` (CPU) so that a
-    seed gives the same augmentation on every device.
+
+def crop_flip(x: torch.Tensor, draws: torch.Tensor, pad: int | None = None) -> torch.Tensor:
+    """Translation by up to ``pad`` px (reflect padding) and horizontal flip, per image, by ``draws``.
+
+    x: (B, C, H, W); draws: (3, B) from :func:`crop_flip_draws` on x's device (dy, dx in
+    [0, 2 pad], flip 0 or 1). Tensor ops only: no host sync.
     """
     b, c, h, w = x.shape
     pad = max(1, h // 8) if pad is None else pad
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    dy, dx, flip = draws[0], draws[1], draws[2].bool()
     padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)  # (B, C, H+2p, W+2p)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])[:, None, :, None]  # (B, 1, H, 1)
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])
@@ -311,3 +401,9 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: in
     batch = torch.arange(b, device=x.device)[:, None, None, None]
     chans = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[batch, chans, rows, cols]
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: int | None = None) -> torch.Tensor:
+    """:func:`crop_flip` of x (B, C, H, W) by numbers drawn from ``generator`` for its B images."""
+    draws = crop_flip_draws(x.shape[0], x.shape[-2], generator, pad).to(x.device)
+    return crop_flip(x, draws, pad)

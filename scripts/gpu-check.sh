@@ -1,153 +1,152 @@
 #!/usr/bin/env bash
-# Every GPU check of issues 4 and 11, in one go, on one GPU (an H200 when one is lent):
-#   1. e2e      `ablate run` end to end on CUDA: a short search, the repeats, the report
-#               (digits, offline); then every trial is checked: COMPLETE, on CUDA, attributes there
-#   2. fused    ablate.train.train_fused of 4 seeds on CUDA against the 4 seeds one by one
-#   3. fuse-K   ablate bench --fuse K, seresnet18, 32 px, batch 64 a seed, K = 1, 4, 8, 16
-#               (K = 1 also times all three models: today's loop_over_bare and DueHeadNet ratios)
-#   4. r50      seresnet50 at 224 px, fused 4 and alone, and the measured bf16 matmul peak
-#   5. compile  the fused step compiled, without and with CUDA graphs (reduce-overhead):
-#               compile time, speed, and whether graphs were in fact replayed
-#   6. workers  4 bench processes on the one GPU at once, against one fused worker (step 3, K=4)
-# Most important first; each step has its own timeout and writes its JSON (and .err) into
-# $OUT (default ./gpu-out, or the first argument) the moment it finishes, so a run cut short
-# keeps every figure made before the cut. summary.txt says which steps passed.
+# The first GPU run of ablate, in one command on a bare lent machine (issue 18).
 #
-# GPU_CHECK_TINY=1: the same steps on the CPU at toy sizes (test_resnet, 16 px, a few steps):
-# run that first, anywhere, so the GPU run works the first time.
-# GPU_CHECK_STEPS="e2e fused fuse r50 compile workers": run only these steps (default all).
+#   bash scripts/gpu-check.sh [OUT]     (OUT: default $OUT, the device tool's folder that comes back, else ./gpu-out)
+#
+# The lent H200 reaches no package registry and lacks pydantic, optuna, SQLAlchemy, alembic and
+# colorlog: scripts/gpu-wheels.sh, run beforehand where pip works, puts them in .whl/ (carry it).
+# Steps, most valuable first, each under min(its own cap, what is left of one deadline), skipped
+# with under 20 s left:
+#   install    .whl/*.whl into a folder put first on PYTHONPATH (pip --no-index --no-deps --target),
+#              and a spare (.whl/spare/) for any requirement the machine's own packages miss
+#   imports    every ablate module and every command's imports (seconds); the run stops if they fail
+#   gate       fused against lone, K = 2, fp32 and bf16, single head and DueHeadNet: losses, gradients,
+#              BatchNorm buffers; what the fused convolutions run as (dtype, groups, layout); host
+#              syncs in a training step (CUDA). Its verdict is the precision of every later step
+#   fuse1 fuse4 fuse16   ablate bench --fuse K: seresnet18, 32 px, batch 64 a seed, eager
+#              (K = 1 also times all three models alone: loop_over_bare and the DueHeadNet ratios):
+#              the figures repeats.fuse's CUDA default is to be set from
+#   e2e        a trimmed `ablate run` (per-arm searches, fused repeats, report); every trial checked.
+#              Before the compiled steps: the first `ablate run` on CUDA, in about two minutes,
+#              where one compile can take minutes
+#   compile4   the fused step of K = 4 compiled (default) and with CUDA graphs (reduce-overhead):
+#              graph replays (0 when none) and the reasons inductor gave for any graph it skipped
+#   compile16 compile1   as compile4, K = 16 and K = 1
+#   r50        seresnet50 at 224 px, alone and 4 fused, against the measured bf16 matmul peak
+#   workers    4 bench workers on the one GPU at once, against one fused worker (fuse4)
+# After every step $OUT holds 3 files: summary.json (every step's status and every figure so
+# far), gpu-check.log (this script's lines) and rest.tar.gz (the rest: errors, outputs, the study
+# and its report), so a run cut short brings back everything made before the cut.
+#
+#   GPU_CHECK_TINY=1        the same steps, install included, on the CPU at toy sizes (test_resnet, 16 px,
+#                           a few steps; caps and deadline x4): run it first
+#   GPU_CHECK_STEPS="..."   only these steps, in this order (default: all of the above)
+#   GPU_CHECK_DEADLINE=540  seconds for everything (the device tool stops a command at 600; tiny: 2160)
+#   GPU_CHECK_WHEELS=DIR    the wheels (default .whl);  PYTHON=python3
+#   GPU_CHECK_KEEP=1        keep the working folder (in $TMPDIR) instead of removing it at the end
 set -uo pipefail
-OUT=${1:-${OUT:-gpu-out}}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(dirname "$HERE")
+OUT=${1:-${OUT:-gpu-out}}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
 TINY=${GPU_CHECK_TINY:-0}
-STEPS=${GPU_CHECK_STEPS:-e2e fused fuse r50 compile workers}
-export PYTHONUNBUFFERED=1 ABLATE_CACHE=${ABLATE_CACHE:-/tmp/ablate-cache} PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-SUMMARY="$OUT/summary.txt"; : > "$SUMMARY"
+SCALE=$([ "$TINY" = 1 ] && echo 4 || echo 1)  # the CPU is slower: tiny caps and deadline x4
+DEADLINE=${GPU_CHECK_DEADLINE:-$(( 540 * SCALE ))}
+WHEELS=${GPU_CHECK_WHEELS:-$ROOT/.whl}
+STEPS=${GPU_CHECK_STEPS:-install imports gate fuse1 fuse4 fuse16 e2e compile4 compile16 compile1 r50 workers}
+RESERVE=10 MIN_STEP=20  # seconds kept for the last summary; the least a step is started with
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX"); SITE=$WORK/site; LOG=$OUT/gpu-check.log
+[ "${GPU_CHECK_KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT  # its files travel in rest.tar.gz
+export PYTHONUNBUFFERED=1 ABLATE_CACHE=$WORK/cache PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+STARTED=$(date +%s)
+rm -f "$OUT/summary.json" "$OUT/rest.tar.gz"; : > "$LOG"
 
 if [ "$TINY" = 1 ]; then
-    DEV=cpu; BB18=test_resnet; BB50=test_resnet; S32=16; S224=16; B=8; KS="1 4"; TIMEOUT_SCALE=3
-    BENCH_STEPS=(--steps 2 --block-steps 1 --warmup 1); R50_STEPS=("${BENCH_STEPS[@]}"); TINYFLAG=--tiny
+    DEV=cpu; TINYFLAG=--tiny; BB18=test_resnet; BB50=test_resnet; S32=16; S224=16; B=8
+    BENCH_STEPS=(--steps 2 --block-steps 1 --warmup 1); R50_STEPS=("${BENCH_STEPS[@]}"); MODES=(default)
 else
-    DEV=cuda; BB18=seresnet18; BB50=seresnet50; S32=32; S224=224; B=64; KS="1 4 8 16"; TIMEOUT_SCALE=1
-    BENCH_STEPS=(--steps 100 --block-steps 10 --warmup 20); R50_STEPS=(--steps 40 --block-steps 10 --warmup 10); TINYFLAG=
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+    DEV=cuda; TINYFLAG=; BB18=seresnet18; BB50=seresnet50; S32=32; S224=224; B=64
+    BENCH_STEPS=(--steps 100 --block-steps 10 --warmup 20); R50_STEPS=(--steps 40 --block-steps 10 --warmup 10)
+    MODES=(default reduce-overhead)
 fi
-want() { [[ " $STEPS " == *" $1 "* ]]; }
+PREC=auto  # until the gate says
 
-# step NAME SECONDS CMD...: CMD's stdout into $OUT/NAME.json (or $OUT/NAME if it has an
-# extension), its stderr into $OUT/NAME.err, a line into summary.txt.
+log() { echo "$*" | tee -a "$LOG"; }
+left() { echo $(( DEADLINE - ($(date +%s) - STARTED) )); }
+summarize() {
+    "$PY" "$HERE/gpu_check.py" summarize "$WORK" "$OUT" > /dev/null 2>> "$WORK/summarize.err" \
+        || log "  (summary not written: $(tail -1 "$WORK/summarize.err"))"
+}
+record() {  # NAME STATUS RC SECONDS LIMIT
+    printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$WORK/steps.tsv"
+    log "$1: $2 ($4 s, limit $5 s)"
+    [ "$3" -ne 0 ] && [ -s "$WORK/$1.err" ] && tail -4 "$WORK/$1.err" | sed 's/^/    /' | tee -a "$LOG"
+    summarize
+}
+# step NAME CAP CMD...: CMD under min(CAP x SCALE, time left) seconds, stdout to WORK/NAME.out and
+# stderr to WORK/NAME.err; CMD writes its figures to WORK/NAME.json. Then the summary is rewritten.
 step() {
-    local name=$1 limit=$(( $2 * TIMEOUT_SCALE )); shift 2
-    local t0=$SECONDS file
-    [[ $name == *.* ]] && file="$OUT/$name" || file="$OUT/$name.json"
-    name=${name%.*}
-    timeout "$limit" "$@" > "$file" 2> "$OUT/$name.err"
-    local rc=$?
-    local verdict=ok; [ $rc -eq 124 ] && verdict="TIMEOUT after ${limit}s"; [ $rc -ne 0 ] && [ $rc -ne 124 ] && verdict="FAILED rc=$rc"
-    echo "$name: $verdict ($((SECONDS - t0)) s)" | tee -a "$SUMMARY"
-    [ $rc -ne 0 ] && tail -5 "$OUT/$name.err" | sed 's/^/    /'
+    local name=$1 cap=$(( $2 * SCALE )); shift 2
+    local limit=$(( $(left) - RESERVE )); [ "$limit" -gt "$cap" ] && limit=$cap
+    if [ "$limit" -lt "$MIN_STEP" ]; then record "$name" "skipped: $(left) s left" 0 0 "$limit"; return 1; fi
+    local t0; t0=$(date +%s)
+    timeout -k 10 "$limit" "$@" > "$WORK/$name.out" 2> "$WORK/$name.err"
+    local rc=$? status=ok
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then status="timeout"; elif [ $rc -ne 0 ]; then status="failed"; fi
+    record "$name" "$status" "$rc" "$(( $(date +%s) - t0 ))" "$limit"
     return $rc
 }
-
-# Key figures of a bench JSON, one line.
-show() {
-    "$PY" - "$@" <<'PYEOF' | tee -a "$SUMMARY"
-import json, sys
-for path in sys.argv[1:]:
-    try:
-        d = json.load(open(path))
-    except (OSError, ValueError):
-        continue
-    keys = ("precision", "fuse", "fused_images_per_second", "fused_over_single", "fused_step_ms", "single_step_ms",
-            "loop_over_bare", "dual_frozen_over_single", "dual_trained_over_single", "data_wait_fraction")
-    fig = {k: (round(d[k], 4) if isinstance(d[k], float) else d[k]) for k in keys if d.get(k) is not None}
-    single = d.get("images_per_second", {}).get("single", {}).get("ours")
-    print(f"    {path.rsplit('/', 1)[-1]}: single {single and round(single)} img/s; {fig}")
-    for mode, c in (d.get("fused_compiled") or {}).items():
-        print(f"      compiled {mode}: over_single {c['over_single']:.3f}, over_eager {c['over_eager']:.3f}, "
-              f"compile {c['compile_seconds']:.0f} s, cudagraph_skips {c['cudagraph_skips']}, graphs_replayed {c['graphs_replayed']}")
-PYEOF
+helper() { local name=$1; shift; "$PY" "$HERE/gpu_check.py" --out "$WORK/$name.json" "$@"; }
+bench() {  # NAME CAP K [flags]: ablate bench --fuse K of seresnet18 at 32 px
+    local name=$1 cap=$2 k=$3; shift 3
+    step "$name" "$cap" env TORCH_LOGS=perf_hints "$PY" -m ablate bench --device "$DEV" --precision "$PREC" \
+        --skip-optuna --json --json-out "$WORK/$name.json" --backbone "$BB18" --image-size "$S32" --batch-size "$B" \
+        --fuse "$k" "${BENCH_STEPS[@]}" "$@"
 }
 
-BENCH=("$PY" -m ablate bench --device "$DEV" --precision auto --skip-optuna --json)  # an array: timeout runs no functions
-
-# 1. end to end: search, repeats (TODO(lead): fused, once repeats.fuse exists), report
-if want e2e; then
-    E2E="$OUT/e2e"; rm -rf "$E2E"; mkdir -p "$E2E"
-    if [ "$TINY" = 1 ]; then
-        "$PY" "$HERE/gpu_check.py" tiny-study "$HERE/gpu-check-study.yaml" "$E2E/study.yaml" > /dev/null
-    else
-        cp "$HERE/gpu-check-study.yaml" "$E2E/study.yaml"
-    fi
-    (cd "$E2E" && step e2e-run.txt 300 "$PY" -m ablate run study.yaml --quiet)
-    tail -4 "$OUT/e2e-run.txt" 2>/dev/null | sed 's/^/    /'
-    (cd "$E2E" && step e2e-trials 60 "$PY" "$HERE/gpu_check.py" trials study.yaml)
-    "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print('    trials:', d['trials'], *d['problems'], sep='\n    ')" \
-        "$OUT/e2e-trials.json" 2>/dev/null | tee -a "$SUMMARY"
-fi
-
-# 2. train_fused itself on the device
-if want fused; then
-    step fused-train 180 "$PY" "$HERE/gpu_check.py" fused 4 $TINYFLAG
-    "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print('    fused', d['k'], 'seeds:', round(d['fused_seconds'],1), 's; one by one:', round(d['lone_seconds'],1), 's')" \
-        "$OUT/fused-train.json" 2>/dev/null | tee -a "$SUMMARY"
-fi
-
-# 3. fused seeds, seresnet18 at 32 px
-if want fuse; then
-    for K in $KS; do
-        models=(--models single); [ "$K" = 1 ] && models=()
-        step "bench-fuse$K" 150 "${BENCH[@]}" --backbone "$BB18" --image-size "$S32" --batch-size "$B" --fuse "$K" \
-            "${models[@]}" "${BENCH_STEPS[@]}"
-        show "$OUT/bench-fuse$K.json"
-    done
-fi
-
-# 4. seresnet50 at 224 px, and the peak it is a fraction of
-if want r50; then
-    step peak 90 "$PY" "$HERE/gpu_check.py" peak $TINYFLAG --backbone "$BB50" --image-size "$S224"
-    step bench-r50-224 240 "${BENCH[@]}" --backbone "$BB50" --image-size "$S224" --batch-size "$B" --fuse 4 --models single \
+run_install() {
+    step install 120 "$PY" "$HERE/gpu_check.py" --out "$WORK/install.json" install "$WHEELS" "$SITE"
+}
+run_imports() {
+    step imports 60 "$PY" "$HERE/gpu_check.py" --out "$WORK/imports.json" imports && return 0
+    log "ablate does not import here: nothing else can run"; exit 1
+}
+run_gate() {
+    step gate 120 "$PY" "$HERE/gpu_check.py" --out "$WORK/gate.json" gate $TINYFLAG
+    local verdict
+    verdict=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["verdict"])' "$WORK/gate.json" 2>/dev/null)
+    case $verdict in bf16|fp32) PREC=$verdict ;; none) PREC=fp32 ;; *) PREC=auto ;; esac
+    log "  gate verdict: ${verdict:-none recorded} (bf16: both models pass in bf16; fp32: in fp32 only; none: neither);" \
+        "later steps run in $PREC"
+}
+run_fuse() {  # K
+    local models=(--models single); [ "$1" = 1 ] && models=()
+    bench "fuse$1" 90 "$1" "${models[@]}"
+}
+run_compile() {  # K
+    bench "compile$1" 180 "$1" --models single --compile --skip-compiled-loops --compile-modes "${MODES[@]}"
+}
+run_e2e() {
+    local e2e=$WORK/e2e; mkdir -p "$e2e"
+    helper e2e-study study "$HERE/gpu-check-study.yaml" "$e2e/study.yaml" --precision "$PREC" $TINYFLAG > /dev/null \
+        || { log "e2e: the study could not be written"; return 1; }
+    (cd "$e2e" && step e2e 200 "$PY" -m ablate run study.yaml --quiet)
+    (cd "$e2e" && step e2e-trials 60 "$PY" "$HERE/gpu_check.py" --out "$WORK/e2e-trials.json" trials study.yaml)
+}
+run_r50() {
+    step peak 60 "$PY" "$HERE/gpu_check.py" --out "$WORK/peak.json" peak $TINYFLAG --backbone "$BB50" --image-size "$S224"
+    step r50 150 "$PY" -m ablate bench --device "$DEV" --precision "$PREC" --skip-optuna --json \
+        --json-out "$WORK/r50.json" --backbone "$BB50" --image-size "$S224" --batch-size "$B" --fuse 4 --models single \
         "${R50_STEPS[@]}"
-    show "$OUT/bench-r50-224.json"
-    "$PY" - "$OUT/peak.json" "$OUT/bench-r50-224.json" <<'PYEOF' | tee -a "$SUMMARY"
-import json, sys
-try:
-    peak, bench = (json.load(open(p)) for p in sys.argv[1:])
-except (OSError, ValueError):
-    sys.exit(0)
-flops = peak["train_gflop_per_image"] * 1e9
-for label, ips in (("alone", bench["images_per_second"]["single"]["ours"]), ("fused 4", bench["fused_images_per_second"])):
-    print(f"    {bench['backbone']} {bench['image_size']} px {label}: {ips:,.0f} img/s = "
-          f"{ips * flops / 1e12:.1f} TFLOP/s = {ips * flops / 1e12 / peak['bf16_peak_tflops']:.1%} of the measured "
-          f"bf16 matmul peak {peak['bf16_peak_tflops']:.0f} TFLOP/s")
-PYEOF
-fi
+}
+run_workers() {  # what `ablate run --gpus 0,0,0,0` does, against one fused worker (fuse4)
+    step workers 120 "$PY" "$HERE/gpu_check.py" --out "$WORK/workers.json" workers 4 "$WORK" -- \
+        "$PY" -m ablate bench --device "$DEV" --precision "$PREC" --skip-optuna --json --backbone "$BB18" \
+        --image-size "$S32" --batch-size "$B" --models single "${BENCH_STEPS[@]}"
+}
 
-# 5. the fused step compiled, without and with CUDA graphs
-if want compile; then
-    step bench-compile 600 "${BENCH[@]}" --backbone "$BB18" --image-size "$S32" --batch-size "$B" --fuse 4 --models single \
-        --compile --compile-modes default reduce-overhead "${BENCH_STEPS[@]}"
-    show "$OUT/bench-compile.json"
-fi
-
-# 6. several workers on one GPU (what `ablate run --gpus 0,0,0,0` does) against one fused worker.
-# Each worker's rate is timed while the others run, only roughly: a worker that starts its timed
-# rounds before the others are up shows as faster (seen on the CPU: 173 against 3 x 53 img/s).
-if want workers; then
-    pids=()
-    for i in 1 2 3 4; do
-        CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} ABLATE_THREADS=$(( $(nproc) / 4 > 0 ? $(nproc) / 4 : 1 )) \
-            timeout $(( 240 * TIMEOUT_SCALE )) "${BENCH[@]}" --backbone "$BB18" --image-size "$S32" --batch-size "$B" --models single "${BENCH_STEPS[@]}" \
-            > "$OUT/bench-worker$i.json" 2> "$OUT/bench-worker$i.err" &
-        pids+=($!)
-    done
-    ok=0; for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
-    echo "workers: $ok of 4 finished" | tee -a "$SUMMARY"
-    step workers 30 "$PY" "$HERE/gpu_check.py" workers 4 "$OUT"/bench-worker[1-4].json
-    "$PY" -c "import json,sys; w=json.load(open(sys.argv[1])); f=json.load(open(sys.argv[2])); print(f\"    4 workers: {w['aggregate_images_per_second']:,.0f} img/s; one worker, 4 seeds fused: {f['fused_images_per_second']:,.0f} img/s\")" \
-        "$OUT/workers.json" "$OUT/bench-fuse4.json" 2>/dev/null | tee -a "$SUMMARY"
-fi
-
-echo "figures in $OUT"; cat "$SUMMARY" | grep -c ': ok' | xargs -I{} echo "{} steps ok"
-! grep -q -E 'FAILED|TIMEOUT' "$SUMMARY"
+echo "{\"started\": $STARTED, \"deadline_s\": $DEADLINE, \"tiny\": $([ "$TINY" = 1 ] && echo true || echo false), \"steps_asked\": \"$STEPS\"}" \
+    > "$WORK/meta.json"
+log "gpu-check: $([ "$TINY" = 1 ] && echo "tiny, on the CPU" || echo "on CUDA"); deadline $DEADLINE s; steps: $STEPS"
+[ "$TINY" = 1 ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
+for s in $STEPS; do
+    case $s in
+        install|imports|gate|e2e|r50|workers) "run_$s" ;;
+        fuse*) run_fuse "${s#fuse}" ;;
+        compile*) run_compile "${s#compile}" ;;
+        *) log "unknown step $s" ;;
+    esac
+done
+summarize
+"$PY" "$HERE/gpu_check.py" digest "$WORK" 2>&1 | tee -a "$LOG"
+log "gpu-check: $(grep -c $'\tok\t' "$WORK/steps.tsv") of $(wc -l < "$WORK/steps.tsv") steps ok in $(( $(date +%s) - STARTED )) s; figures in $OUT"
+! grep -v -q $'\tok\t' "$WORK/steps.tsv"

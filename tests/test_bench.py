@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+import ablate.bench.command
 from ablate.bench import (
     TARGETS,
     BenchOptions,
@@ -191,3 +192,54 @@ def test_compare_precision_times_the_other_precision_in_the_same_rounds(capsys):
 def test_without_compare_precision_the_key_is_empty():
     out = bench_json(_known_result(single=LoopRates(ours=180.0, bare=200.0)))
     assert out["precision_compare"] is None
+
+
+def test_the_json_is_written_after_every_phase_and_a_failing_mode_costs_no_other_figure(tmp_path, monkeypatch):
+    """Each compile mode of the fused step is its own phase: one that raises leaves its error in
+    the figures; the file holds, after each phase, every figure so far."""
+    import ablate.bench.measure
+    from ablate.bench import CompiledFused
+
+    def fake(opts, device, numerics, mode):
+        if mode == "reduce-overhead":
+            raise RuntimeError("graph capture failed\nsecond line")
+        return CompiledFused(900.0, 12.0, 0, None, eager_images_per_second=450.0)
+
+    monkeypatch.setattr(ablate.bench.measure, "measure_compiled_fused", fake)
+    out = tmp_path / "bench.json"
+    snapshots = []
+    real_write = ablate.bench.command.write_json
+    monkeypatch.setattr(ablate.bench.command, "write_json", lambda obj, path: (snapshots.append(obj), real_write(obj, path)))
+    argv = TINY + ["--skip-optuna", "--models", "single", "--fuse", "2", "--compile", "--compile-modes", "default",
+                   "reduce-overhead", "--json-out", str(out)]
+    monkeypatch.setattr(ablate.bench.measure, "measure_loops", _quick_loops(ablate.bench.measure.measure_loops))
+    assert main(_parse(argv)) == 1  # a mode failed
+    assert [s["fused_compiled"] and sorted(s["fused_compiled"]) for s in snapshots] == [
+        None, ["default"], ["default", "reduce-overhead"], ["default", "reduce-overhead"]]
+    written = json.loads(out.read_text())
+    assert written == snapshots[-1] and written["compiled"] is not None  # the compiled loops ran after the failure
+    modes = written["fused_compiled"]
+    assert modes["reduce-overhead"] == {"error": "RuntimeError: graph capture failed"}
+    assert modes["default"]["over_eager"] == pytest.approx(2.0)  # against the eager step of its own rounds
+    assert modes["default"]["graph_replays"] is None and modes["default"]["graphs_replayed"] is None  # no CUDA here
+
+
+def _quick_loops(real):
+    """measure_loops, with the compiled loops measured eagerly (compiling takes minutes on a CPU)."""
+    def quick(opts, device, numerics, *, compiled):
+        return real(opts, device, numerics, compiled=False)
+
+    return quick
+
+
+def test_skip_compiled_loops_compiles_the_fused_step_alone(capsys, monkeypatch):
+    import ablate.bench.measure
+    from ablate.bench import CompiledFused
+
+    monkeypatch.setattr(ablate.bench.measure, "measure_compiled_fused",
+                        lambda opts, device, numerics, mode: CompiledFused(900.0, 12.0, 0, None, 450.0))
+    argv = TINY + ["--skip-optuna", "--models", "single", "--fuse", "2", "--compile", "--compile-modes", "default",
+                   "--skip-compiled-loops"]
+    assert main(_parse(argv)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["compiled"] is None and list(out["fused_compiled"]) == ["default"]

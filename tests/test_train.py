@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
 import ablate.train.device
 from ablate.config import parse_study, with_overrides
+from ablate.data import load_images, split_indices
 from ablate.errors import TrainingError
-from ablate.train import (ensemble_member_seeds, numerics, resolve_precision, single_checkpoint_path, stage1_config,
-                          stage1_path, train_run)
+from ablate.train import (SEED_SOURCES, EpochSums, FusedLearner, LoneLearner, ensemble_member_configs,
+                          ensemble_member_seeds, numerics, on_device, resolve_precision, seeded_models,
+                          single_checkpoint_path, stage1_config, stage1_path, train_epoch, train_run)
 from tests.conftest import tiny_study_text
 
 
@@ -166,3 +170,150 @@ def test_a_fixed_stage1_recipe_is_shared_across_learning_rates(run_cfg, tmp_path
     assert single_checkpoint_path(single, tmp_path) == a
     assert single_checkpoint_path(with_overrides(single, {"train.lr": 1e-3}), tmp_path) != a
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources of variance, predictions, and a step without host syncs (issues 16 and 18)
+
+@pytest.fixture(scope="module")
+def small_cfg(run_cfg):
+    # 60 digits at 16 px: 36 training images, 4 steps of 8 an epoch; 12 validation, 12 test
+    return with_overrides(run_cfg, {"dataset.subset": 60, "train.batch_size": 8, "model.kind": "single",
+                                    "model.backbone": "test_resnet", "train.epochs": 1})
+
+
+def _first_epoch(cfg, tmp_path):
+    images = load_images(cfg.dataset, tmp_path)
+    [data] = on_device(images, [split_indices(images.labels, cfg.dataset, images.official_test)], torch.device("cpu"))
+    [model] = seeded_models([cfg], images.num_classes, torch.device("cpu"))
+    return list(LoneLearner(cfg, model, torch.device("cpu")).stream(data.train, 0))
+
+
+def test_each_source_of_variance_draws_from_its_own_seed(small_cfg, tmp_path):
+    def weights(cfg):
+        [model] = seeded_models([cfg], 10, torch.device("cpu"))
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(weights(with_overrides(small_cfg, {"train.init_seed": 5})),
+                       weights(with_overrides(small_cfg, {"train.seed": 5})))
+    assert not torch.equal(weights(small_cfg), weights(with_overrides(small_cfg, {"train.seed": 5})))
+    assert torch.equal(weights(small_cfg), weights(with_overrides(small_cfg, {"train.order_seed": 5,
+                                                                              "train.augment_seed": 5})))
+    # order from order_seed, augmentation from augment_seed, each whatever the other is
+    a = _first_epoch(with_overrides(small_cfg, {"train.seed": 0, "train.order_seed": 5}), tmp_path)
+    b = _first_epoch(with_overrides(small_cfg, {"train.seed": 5, "train.augment_seed": 0, "train.init_seed": 0}),
+                     tmp_path)
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    c = _first_epoch(with_overrides(small_cfg, {"train.order_seed": 5, "train.augment_seed": 6}), tmp_path)
+    assert all(torch.equal(ya, yc) for (_, ya), (_, yc) in zip(a, c))  # same order
+    assert not all(torch.equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))  # other crops and flips
+    d = _first_epoch(small_cfg, tmp_path)
+    assert not all(torch.equal(ya, yd) for (_, ya), (_, yd) in zip(a, d))
+
+
+def test_a_run_predicts_every_test_example_at_its_best_epoch(small_cfg, tmp_path):
+    cfg = with_overrides(small_cfg, {"dataset.partition_seed": 4})
+    result = train_run(cfg, base=tmp_path)
+    images = load_images(cfg.dataset, tmp_path)
+    splits = split_indices(images.labels, cfg.dataset)
+    p = result.predictions
+    assert list(p.example) == splits.test.tolist() and len(p.example) == result.n_test == 12
+    assert list(p.label) == images.labels[splits.test].tolist()
+    assert all(0 <= c < 10 for c in p.predicted)
+    assert result.test_accuracy == sum(a == b for a, b in zip(p.label, p.predicted)) / 12
+    # another partition: the same test examples
+    other = train_run(with_overrides(cfg, {"dataset.partition_seed": 5}), base=tmp_path)
+    assert other.predictions.example == p.example and other.predictions.label == p.label
+
+
+def test_an_ensemble_predicts_with_its_averaged_logits(small_cfg, tmp_path):
+    result = train_run(with_overrides(small_cfg, {"model.kind": "ensemble"}), base=tmp_path)
+    p = result.predictions
+    assert len(p.example) == 12 and result.test_accuracy == sum(a == b for a, b in zip(p.label, p.predicted)) / 12
+
+
+def test_ensemble_members_take_each_source_from_its_own_seed(small_cfg):
+    """Members differ from each other in every source; a source held fixed across cells (here the
+    initialisation, at 0) stays fixed across cells for each member."""
+    cells = [with_overrides(small_cfg, {"model.kind": "ensemble", "train.seed": s, "train.init_seed": 0})
+             for s in (1, 2)]
+    members = [ensemble_member_configs(c) for c in cells]
+    for one, two in members:
+        assert one.model.kind == two.model.kind == "single"
+        assert all(one.train.seed_of(s) != two.train.seed_of(s) for s in SEED_SOURCES)
+        assert one.dataset == two.dataset == cells[0].dataset
+    for m in (0, 1):
+        assert members[0][m].train.seed_of("init") == members[1][m].train.seed_of("init") == ensemble_member_seeds(0)[m]
+        assert members[0][m].train.seed_of("order") != members[1][m].train.seed_of("order")
+        assert members[0][m].train.seed_of("order") == ensemble_member_seeds(1)[m]
+
+
+def test_the_stage1_key_holds_the_partition_and_every_seed(run_cfg, tmp_path):
+    cfg = with_overrides(run_cfg, {"model.model1.init": "stage1", "train.seed": 3})
+    path = stage1_path(cfg, tmp_path)
+    for change in ({"dataset.partition_seed": 5}, {"train.init_seed": 9}, {"train.order_seed": 9},
+                   {"train.augment_seed": 9}):
+        assert stage1_path(with_overrides(cfg, change), tmp_path) != path, change
+    # the same run spelt out is the same checkpoint (and a run that sets none keeps its old key)
+    same = {"train.init_seed": 3, "train.order_seed": 3, "train.augment_seed": 3, "dataset.partition_seed": 0}
+    assert stage1_path(with_overrides(cfg, same), tmp_path) == path
+    # two arms of one cell (FMCE and NFMCE, same seeds and partition) share one stage-1 run
+    cell = {"dataset.partition_seed": 5, "train.init_seed": 7, "train.order_seed": 8, "train.augment_seed": 9}
+    fmce = with_overrides(cfg, {**cell, "model.constraint.on": True})
+    nfmce = with_overrides(cfg, {**cell, "model.constraint.on": False})
+    assert stage1_path(fmce, tmp_path) == stage1_path(nfmce, tmp_path) != path
+
+
+class _SyncTrap:
+    """Records every call, made from ablate's own code, that would make the host wait for the
+    device: reading a value (item, tolist, cpu, numpy, bool, float, int, index), a copy to a
+    device that is not non_blocking, a tensor made from host data on a device, a synchronize."""
+
+    READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+    def __init__(self, monkeypatch):
+        self.calls: list[str] = []
+        for name in self.READS:
+            monkeypatch.setattr(torch.Tensor, name, self._wrap(getattr(torch.Tensor, name), name, lambda *a, **k: True))
+        monkeypatch.setattr(torch.Tensor, "to", self._wrap(torch.Tensor.to, "to", self._blocking_copy))
+        for fn in ("tensor", "as_tensor"):
+            monkeypatch.setattr(torch, fn, self._wrap(getattr(torch, fn), fn, lambda *a, **k: "device" in k))
+        monkeypatch.setattr(torch.cuda, "synchronize", self._wrap(torch.cuda.synchronize, "synchronize",
+                                                                  lambda *a, **k: True))
+
+    @staticmethod
+    def _blocking_copy(*args, **kwargs) -> bool:
+        to_device = "device" in kwargs or any(isinstance(a, (torch.device, str, torch.Tensor)) for a in args[1:])
+        return to_device and not kwargs.get("non_blocking", False)
+
+    def _wrap(self, real, name, counts):
+        def wrapped(*args, **kwargs):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller.startswith("ablate.") and counts(*args, **kwargs):
+                self.calls.append(f"{name} from {caller}")
+            return real(*args, **kwargs)
+
+        return wrapped
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_training_step_makes_no_host_sync(small_cfg, tmp_path, monkeypatch, fused):
+    """The epoch's random numbers are drawn and moved before its first step; the steps then cut,
+    augment, normalise, forward, backward and step without one host sync. The epoch's sums are
+    read once, after its last step (the trap sees that read: it would see one in a step)."""
+    cfg = with_overrides(small_cfg, {"dataset.augment": True})
+    cpu = torch.device("cpu")
+    images = load_images(cfg.dataset, tmp_path)
+    cfgs = [cfg, with_overrides(cfg, {"train.seed": 1, "dataset.partition_seed": 3})] if fused else [cfg]
+    data = on_device(images, [split_indices(images.labels, c.dataset) for c in cfgs], cpu)
+    models = seeded_models(cfgs, images.num_classes, cpu)
+    learner = FusedLearner(cfgs, models, cpu) if fused else LoneLearner(cfg, models[0], cpu)
+    streams = [learner.stream(d.train, k) for k, d in enumerate(data)]  # the epoch's draws and copies
+    batches = ((torch.stack([b[0] for b in bs]), torch.stack([b[1] for b in bs])) for bs in zip(*streams)) \
+        if fused else streams[0]
+    trap = _SyncTrap(monkeypatch)
+    sums = train_epoch(learner.step_model, learner.opt, batches, learner.objective, learner.numerics,
+                       EpochSums.zeros((len(cfgs),) if fused else (), cpu))
+    assert sums.images == 32 and trap.calls == []
+    sums.means()
+    assert trap.calls and all(call.startswith("tolist from ablate.train.loop") for call in trap.calls)

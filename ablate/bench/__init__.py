@@ -13,7 +13,8 @@ Everything is measured in one run, on one machine, for one backbone, image size 
 - with ``--fuse K``: K seeds of one model trained as one fused model (:mod:`ablate.train.fused`:
   stacked parameters, one vmapped step, each seed its own batch), timed in the same rounds as
   the single seed under ablate's loop; with ``--compile`` too, the compiled fused step in each
-  of ``--compile-modes``, with its compile time and, on CUDA, whether CUDA graphs were replayed;
+  of ``--compile-modes``, each in rounds of its own against the eager fused step, with its
+  compile time and, on CUDA, how many CUDA graph replays its timed blocks made (0 when none);
 - Optuna's own cost per trial on SQLite (ask with TPE over 4 parameters, a report and a
   median-pruner check per epoch, the user attributes a trial records, tell), in a study that
   already holds 100 (and, if asked, 1,000) finished trials.
@@ -26,6 +27,10 @@ ratio is a ratio of two printed medians, so it can be checked from the printed t
 On CUDA the device is synchronised around every timed block. Every loop runs at one precision,
 ``--precision``, with the numerics a training run at that precision has
 (:func:`ablate.train.numerics`: bf16 is autocast; channels_last with bf16 and on CUDA).
+
+The phases (eager loops, each compile mode, compiled loops, Optuna) run one after the other;
+``--json-out FILE`` writes the JSON so far after each, so a run cut short keeps what it
+measured, and a compile mode that fails is recorded with its error while the others run.
 
 Speed is measured here and printed, never asserted by a test (STYLE.md, practice 10).
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -15,11 +16,15 @@ from ablate.bench.options import add_arguments, options_from_args
 from ablate.bench.output import bench_json, bench_table, pruning_table
 from ablate.errors import AblateError
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "write_json"]
 
 
 def main(args: argparse.Namespace) -> int:
-    """``ablate bench``: measure, then print the table (or, with ``--json``, one JSON object)."""
+    """``ablate bench``: measure, then print the table (or, with ``--json``, one JSON object).
+
+    With ``--json-out FILE`` the JSON so far is written there after every phase. Exit code 1
+    when a compile mode of the fused step failed (its error is in the figures), else 0.
+    """
     from rich.console import Console
 
     err = Console(stderr=True)
@@ -35,12 +40,22 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from ablate.bench.measure import run_bench
 
-    result = run_bench(options_from_args(args), log=lambda text: err.print(text, highlight=False))
+    out = getattr(args, "json_out", None)
+    result = run_bench(options_from_args(args), log=lambda text: err.print(text, highlight=False),
+                       on_phase=(lambda so_far: write_json(bench_json(so_far), out)) if out else None)
     if getattr(args, "json", False):
         print(json.dumps(bench_json(result), indent=2))
     else:
         Console().print(bench_table(result))
-    return 0
+    failed = [mode for mode, c in (result.fused.compiled if result.fused else {}).items() if c.error is not None]
+    return 1 if failed else 0
+
+
+def write_json(obj: object, path: Path) -> None:
+    """``obj`` as JSON at ``path``, written beside it and renamed: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
 
 
 def cli(argv: list[str] | None = None) -> int:

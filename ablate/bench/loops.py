@@ -23,7 +23,7 @@ from ablate.config import DatasetConfig, ModelConfig, RunConfig, TrainConfig
 from ablate.data import DeviceImages
 from ablate.train import FusedLearner, Learner, LoneLearner, Numerics, seeded_models, train_step
 
-__all__ = ["Measured", "measure_loops"]
+__all__ = ["Measured", "measure_loops", "measure_compiled_fused"]
 
 NUM_CLASSES = 10
 Block = Callable[[], object]
@@ -41,39 +41,62 @@ class Measured:
 
 def measure_loops(opts: BenchOptions, device: torch.device, numerics: Numerics, *, compiled: bool) -> Measured:
     """Every model of ``opts`` under ablate's loop and under the bare loop (``compiled``: torch.compile'd),
-    batch production, and, eager only, the fused seeds and the other precision; all blocks interleaved."""
+    batch production, and, eager only, the eager fused seeds and the other precision; all blocks
+    interleaved. The compiled fused step is :func:`measure_compiled_fused`'s."""
     b = opts.batch_size
-    gen = torch.Generator().manual_seed(opts.seed)
-    images = torch.randint(0, 256, (b * opts.block_steps, 3, opts.image_size, opts.image_size), dtype=torch.uint8,
-                           generator=gen)  # (N, 3, S, S): one epoch is one block
-    labels = torch.randint(0, NUM_CLASSES, (b * opts.block_steps,), generator=gen)
-    data = DeviceImages(images, labels, device)
+    data = _random_images(opts, device)
+    gen = torch.Generator().manual_seed(opts.seed + 1)
     augment = DatasetConfig().augment
-    x, y = next(data.batches(b, generator=gen, augment=augment))  # the bare loop's one batch
+    x, y = next(data.batches(b, order=gen, augment=gen if augment else None))  # the bare loop's one batch
     x = numerics.for_batch(x)
 
     blocks: dict[str, Block] = {}
     learners = {name: _learner(opts, name, numerics.precision, device, compiled) for name in opts.models}
     for name, learner in learners.items():
-        blocks[f"{name}/ours"] = partial(learner.train_epoch, data)
+        blocks[f"{name}/ours"] = partial(learner.train_epoch, [data])
         blocks[f"{name}/bare"] = partial(_bare_steps, learner, x, y, opts.block_steps)
     blocks["data"] = partial(_produce_batches, data, b, gen, augment, numerics)
     other = "fp32" if numerics.precision == "bf16" else "bf16"
     if opts.compare_precision and not compiled:  # the same single-head loop at the other precision
-        blocks[f"single/ours@{other}"] = partial(_learner(opts, "single", other, device, False).train_epoch, data)
-    fused_modes = ((None,) + (opts.compile_modes if opts.compile else ())) if opts.fuse and not compiled else ()
-    for mode in fused_modes:
-        blocks[f"fused/{mode or 'eager'}"] = partial(_fused_learner(opts, numerics.precision, device, mode).train_epoch,
-                                                     data)
+        blocks[f"single/ours@{other}"] = partial(_learner(opts, "single", other, device, False).train_epoch, [data])
+    if opts.fuse and not compiled:
+        blocks["fused/eager"] = partial(_fused_learner(opts, numerics.precision, device, None).train_epoch,
+                                        [data] * opts.fuse)
 
     timing = _time_blocks(blocks, opts, device)
     ips = {k: statistics.median(b * opts.block_steps / t for t in v) for k, v in timing.seconds.items()}
     return Measured(
         rates={name: LoopRates(ours=ips[f"{name}/ours"], bare=ips[f"{name}/bare"]) for name in learners},
         data_images_per_second=ips["data"],
-        fused=_fused_rates(opts, fused_modes, ips, timing, device) if fused_modes else None,
+        fused=FusedRates(opts.fuse, opts.fuse_model, opts.fuse * ips["fused/eager"]) if "fused/eager" in ips else None,
         other_precision=(other, ips[f"single/ours@{other}"]) if f"single/ours@{other}" in ips else None,
     )
+
+
+def measure_compiled_fused(opts: BenchOptions, device: torch.device, numerics: Numerics, mode: str) -> CompiledFused:
+    """The fused step compiled in ``mode``, its blocks alternating with the eager fused step's.
+
+    In rounds of its own, so that a mode that fails or runs long costs no other figure.
+    """
+    data = _random_images(opts, device)
+    blocks: dict[str, Block] = {}
+    for name, m in (("fused/eager", None), (f"fused/{mode}", mode)):
+        blocks[name] = partial(_fused_learner(opts, numerics.precision, device, m).train_epoch, [data] * opts.fuse)
+    timing = _time_blocks(blocks, opts, device)
+    ips = {k: statistics.median(opts.batch_size * opts.block_steps / t for t in v) for k, v in timing.seconds.items()}
+    block = f"fused/{mode}"
+    compile_seconds = timing.first_call[block] - statistics.median(timing.seconds[block])
+    replays = timing.replays.get(block, 0) if device.type == "cuda" else None
+    return CompiledFused(opts.fuse * ips[block], compile_seconds, timing.skips.get(block, 0), replays,
+                         eager_images_per_second=opts.fuse * ips["fused/eager"])
+
+
+def _random_images(opts: BenchOptions, device: torch.device) -> DeviceImages:
+    """Random uint8 images and labels on ``device``: one epoch is one block of steps."""
+    gen = torch.Generator().manual_seed(opts.seed)
+    n = opts.batch_size * opts.block_steps
+    images = torch.randint(0, 256, (n, 3, opts.image_size, opts.image_size), dtype=torch.uint8, generator=gen)
+    return DeviceImages(images, torch.randint(0, NUM_CLASSES, (n,), generator=gen), device)
 
 
 def _run_config(opts: BenchOptions, model: str, precision: str, compiled: bool, seed: int) -> RunConfig:
@@ -107,7 +130,7 @@ def _bare_steps(learner: Learner, x: torch.Tensor, y: torch.Tensor, steps: int) 
 def _produce_batches(data: DeviceImages, batch_size: int, gen: torch.Generator, augment: bool,
                      numerics: Numerics) -> None:
     """What ablate's loop does before a step's forward: cut, augment, normalise, layout."""
-    for x, _ in data.batches(batch_size, generator=gen, augment=augment, drop_last=True):
+    for x, _ in data.batches(batch_size, order=gen, augment=gen if augment else None, drop_last=True):
         numerics.for_batch(x)
 
 
@@ -151,18 +174,6 @@ def _time_blocks(blocks: dict[str, Block], opts: BenchOptions, device: torch.dev
         replays.counts.clear()  # count the timed blocks only
         seconds = _alternate(blocks, opts.steps // opts.block_steps, device, replays)
     return _Timing(seconds, first_call, skips, replays.counts)
-
-
-def _fused_rates(opts: BenchOptions, modes: tuple[str | None, ...], ips: dict[str, float], timing: _Timing,
-                 device: torch.device) -> FusedRates:
-    """The eager fused step, and each compiled mode with its compile time (first call less a block)."""
-    compiled = {}
-    for m in modes[1:]:
-        block = f"fused/{m}"
-        compile_seconds = timing.first_call[block] - statistics.median(timing.seconds[block])
-        replays = timing.replays.get(block) if device.type == "cuda" else None
-        compiled[m] = CompiledFused(opts.fuse * ips[block], compile_seconds, timing.skips.get(block, 0), replays)
-    return FusedRates(opts.fuse, opts.fuse_model, opts.fuse * ips["fused/eager"], compiled)
 
 
 def _cudagraph_skips() -> int:

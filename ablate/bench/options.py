@@ -62,6 +62,7 @@ class BenchOptions:
     optuna_trials: int = 5  # timed trials per study size
     optuna_sizes: tuple[int, ...] = OPTUNA_SIZES
     skip_optuna: bool = False
+    skip_compiled_loops: bool = False  # with --compile and --fuse: compile the fused step alone
     seed: int = 0
     models: tuple[str, ...] = tuple(MODELS)  # which of MODELS to time, alone
     fuse: int = 0  # K seeds fused; 0: no fused measurement
@@ -109,7 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="trials already in the study when a trial is timed (default 100; "
                              "'100 1000' shows the growth; the filled study is cached)")
     parser.add_argument("--skip-optuna", action="store_true", help="do not measure Optuna's overhead")
+    parser.add_argument("--skip-compiled-loops", action="store_true",
+                        help="with --compile and --fuse: compile only the fused step, not the models alone")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--json-out", type=Path, default=None, metavar="FILE",
+                        help="also write the JSON so far to FILE after every phase (the eager loops, each compile "
+                             "mode of the fused step, the compiled loops, Optuna), so a run cut short keeps its figures")
     parser.add_argument("--pruning", type=Path, default=None, metavar="STUDY",
                         help="instead: run STUDY's search with its pruner and with none, and compare "
                              "epochs spent and best validation accuracy")
@@ -135,6 +141,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         optuna_trials=getattr(args, "optuna_trials", d.optuna_trials),
         optuna_sizes=tuple(getattr(args, "optuna_sizes", d.optuna_sizes)),
         skip_optuna=bool(getattr(args, "skip_optuna", False)),
+        skip_compiled_loops=bool(getattr(args, "skip_compiled_loops", False)),
         models=tuple(getattr(args, "models", d.models)),
         fuse=getattr(args, "fuse", d.fuse),
         fuse_model=getattr(args, "fuse_model", d.fuse_model),

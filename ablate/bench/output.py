@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ablate.bench.options import MODELS, OPTUNA_EPOCHS, TARGETS
-from ablate.bench.results import BenchResult, LoopRates
+from ablate.bench.results import BenchResult, CompiledFused, LoopRates
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -90,13 +90,20 @@ def _fused_json(result: BenchResult) -> dict[str, Any]:
         "fused_step_ms": 1000 * fused.k * b / fused.images_per_second,
         "fused_ms_per_seed_step": 1000 * b / fused.images_per_second,
         "single_step_ms": 1000 * b / single,
-        "fused_compiled": {mode: {"images_per_second": c.images_per_second, "over_single": c.images_per_second / single,
-                                  "over_eager": c.images_per_second / fused.images_per_second,
-                                  "compile_seconds": c.compile_seconds, "cudagraph_skips": c.cudagraph_skips,
-                                  "graph_replays": c.graph_replays,
-                                  "graphs_replayed": None if c.graph_replays is None else c.graph_replays > 0}
+        "fused_compiled": {mode: _compiled_json(c, single, fused.images_per_second)
                            for mode, c in fused.compiled.items()} or None,
     }
+
+
+def _compiled_json(c: CompiledFused, single: float, eager: float) -> dict[str, Any]:
+    """One compile mode of the fused step; ``over_eager`` against the eager step of its own rounds."""
+    if c.error is not None:
+        return {"error": c.error}
+    return {"images_per_second": c.images_per_second, "over_single": c.images_per_second / single,
+            "over_eager": c.images_per_second / (c.eager_images_per_second or eager),
+            "eager_images_per_second": c.eager_images_per_second, "compile_seconds": c.compile_seconds,
+            "cudagraph_skips": c.cudagraph_skips, "graph_replays": c.graph_replays,
+            "graphs_replayed": None if c.graph_replays is None else c.graph_replays > 0}
 
 
 def bench_table(result: BenchResult) -> Table:
@@ -144,6 +151,9 @@ def bench_table(result: BenchResult) -> Table:
         table.add_row("  step time: fused (all seeds) / one seed alone",
                       f"{fused['fused_step_ms']:.1f} / {fused['single_step_ms']:.1f} ms")
         for mode, c in (fused["fused_compiled"] or {}).items():
+            if "error" in c:
+                table.add_row(f"  compiled ({mode})", f"[red]failed[/]: {c['error']}")
+                continue
             graphs = "" if c["graphs_replayed"] is None else f", CUDA graphs {'replayed' if c['graphs_replayed'] else 'NOT replayed'}"
             table.add_row(f"  compiled ({mode}): fused / one seed alone",
                           f"{c['over_single']:.4f} (compile {c['compile_seconds']:.0f} s{graphs})")

@@ -37,12 +37,21 @@ class OptunaCost:
 
 @dataclass(frozen=True)
 class CompiledFused:
-    """The compiled fused step in one ``torch.compile`` mode."""
+    """The compiled fused step in one ``torch.compile`` mode, timed in rounds of its own against
+    the eager fused step (``eager_images_per_second``, the same rounds); or the error it
+    ended with (``error``: then every figure is NaN)."""
 
     images_per_second: float  # all K seeds together
     compile_seconds: float  # first call (compilation, CUDA graph recording) less a timed block
     cudagraph_skips: int  # inductor's count of graphs it declined to capture (e.g. mutated inputs)
-    graph_replays: int | None  # CUDA graph tree replays in the timed blocks; None off CUDA
+    graph_replays: int | None  # CUDA graph tree replays in the timed blocks (0: none); None off CUDA
+    eager_images_per_second: float | None = None  # the eager fused step in the same rounds
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str) -> CompiledFused:
+        nan = float("nan")
+        return cls(nan, nan, 0, None, None, error)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Fused seeds: K runs that differ only in ``train.seed``, trained as one vmapped model.
+"""Fused seeds: K runs that differ only in their seeds, trained as one vmapped model.
 
 ``train_fused(cfgs) -> list[TrialResult | Exception]`` is :func:`ablate.train.train_run` for
 K seeds at once. The K models are stacked (``torch.func.stack_module_state``): every parameter
@@ -6,12 +6,20 @@ and buffer gains a leading (K, ...) dimension, and one ``torch.vmap`` over
 ``torch.func.functional_call`` runs all K forward passes as one. Nothing is shared between
 seeds but the kernels:
 
-- initialisation: seed s's model is built after ``seed_everything(s)``, exactly as
-  ``train_run`` builds it, so its fused initial weights are its lone initial weights;
-- data order and augmentation: each seed draws its batches from its own ``torch.Generator``
-  seeded like ``train_run``'s; a step's input is (K, B, 3, S, S), seed k's batch at [k];
+- the seeds that may differ: ``train.seed``, the per-source seeds (``train.init_seed``,
+  ``order_seed``, ``augment_seed``) and the partition seed (``dataset.partition_seed``);
+- initialisation: run k's model is built after ``seed_everything`` of its initialisation seed,
+  exactly as ``train_run`` builds it, so its fused initial weights are its lone initial weights;
+- data order and augmentation: each run draws its batches from its own two ``torch.Generator``s
+  seeded like ``train_run``'s, from its own train / validation partition (the images are on
+  the device once; each partition is a view of them); a step's input is (K, B, 3, S, S), run
+  k's batch at [k]; every run is tested on the same test split;
 - BatchNorm: running statistics are stacked buffers, updated per model inside the vmap
-  exactly as each model alone updates them (a frozen model1 stays in eval mode);
+  exactly as each model alone updates them (a frozen model1 stays in eval mode). It computes
+  in float32 whatever its input's precision, and returns that precision: under CUDA autocast
+  the vmapped convolutions hand it bf16, and ``vmap`` over ``batch_norm`` with bf16 input and
+  float32 statistics fails (pytorch issues 192617 and 184890), while a lone BatchNorm takes
+  that mix natively and computes in float32 too;
 - the loss is the sum of the K seeds' own losses, so each seed's gradient is its lone
   gradient; one AdamW over the stacked tensors is K AdamWs, because AdamW is elementwise
   (tests/test_fused.py checks both);
@@ -47,7 +55,11 @@ from ablate.train.loop import (EpochCallback, EpochSums, Learner, fit, on_device
                                train_epoch)
 from ablate.train.stage1 import Stage1, save_single_checkpoint, stage1_images, stage1_weights, uses_stage1
 
-__all__ = ["FusedModel", "FusedLearner", "check_fusable", "train_fused"]
+__all__ = ["FusedModel", "FusedLearner", "check_fusable", "train_fused", "SEED_FIELDS"]
+
+# What may differ between runs trained together: their seeds (section, key).
+SEED_FIELDS = (("train", "seed"), ("train", "init_seed"), ("train", "order_seed"), ("train", "augment_seed"),
+               ("dataset", "partition_seed"))
 
 Log = Callable[[str], None]
 Batch = tuple[torch.Tensor, torch.Tensor]  # (x, y)
@@ -74,6 +86,9 @@ class FusedModel(nn.Module):
         params, buffers = stack_module_state(list(models))  # {name: (K, ...)}
         template = copy.deepcopy(models[0]).to("meta")
         stacked = copy.deepcopy(template)
+        for module in template.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                _in_float32(module)
         for name, tensor in params.items():
             owner, leaf = _owner(stacked, name)
             owner._parameters[leaf] = nn.Parameter(tensor, requires_grad=tensor.requires_grad)
@@ -120,6 +135,17 @@ class FusedModel(nn.Module):
             t[k].copy_(state[name])
 
 
+def _in_float32(bn: nn.Module) -> None:
+    """``bn`` computes in float32 and returns its input's precision (see the module docstring).
+    A float32 input passes through unchanged: ``.float()`` and ``.to`` of its own dtype are no-ops."""
+    plain = bn.forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return plain(x.float()).to(x.dtype)
+
+    bn.forward = forward
+
+
 def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
     path, _, leaf = name.rpartition(".")
     return (module.get_submodule(path) if path else module), leaf
@@ -136,13 +162,13 @@ class FusedLearner(Learner):
     def __init__(self, cfgs: Sequence[RunConfig], models: Sequence[nn.Module], device: torch.device,
                  compile_mode: str | None = None):
         self.k = len(cfgs)
-        super().__init__(cfgs[0], FusedModel(models), device, [c.train.seed for c in cfgs], compile_mode)
+        super().__init__(cfgs, FusedModel(models), device, compile_mode)
         self.mark_step = (cfgs[0].train.compile and device.type == "cuda" and compile_mode is not None
                           and "reduce-overhead" in compile_mode)
 
-    def train_epoch(self, data: DeviceImages) -> EpochSums:
-        """One pass over ``data`` for K seeds: seed k's batches in the order it draws them alone."""
-        batches = _stacked(self.stream(data, i) for i in range(self.k))
+    def train_epoch(self, data: Sequence[DeviceImages]) -> EpochSums:
+        """One pass for K seeds, seed k over ``data[k]``: its batches in the order it draws them alone."""
+        batches = _stacked(self.stream(data[i], i) for i in range(self.k))
         return train_epoch(self.step_model, self.opt, batches, self.objective, self.numerics,
                            EpochSums.zeros((self.k,), self.device), mark_step=self.mark_step)
 
@@ -160,7 +186,8 @@ def _stacked(streams: Iterable[Iterable[Batch]]) -> Iterator[Batch]:
 
 
 def check_fusable(cfgs: Sequence[RunConfig]) -> None:
-    """Raises ConfigError unless ``cfgs`` are one or more configs that differ only in ``train.seed``."""
+    """Raises ConfigError unless ``cfgs`` are one or more configs that differ only in their seeds
+    (:data:`SEED_FIELDS`: ``train.seed``, the per-source seeds, ``dataset.partition_seed``)."""
     if not cfgs:
         raise ConfigError("fused training: no configs given")
     if cfgs[0].model.kind == "ensemble":  # two members trained one after the other: fuse its members instead
@@ -171,7 +198,8 @@ def check_fusable(cfgs: Sequence[RunConfig]) -> None:
 
     def unseeded(c: RunConfig) -> dict:
         d = c.model_dump(mode="json")
-        d["train"].pop("seed")
+        for section, key in SEED_FIELDS:
+            d[section].pop(key)
         return d
 
     first = unseeded(cfgs[0])
@@ -180,7 +208,8 @@ def check_fusable(cfgs: Sequence[RunConfig]) -> None:
         if other != first:
             diff = sorted(f"{section}.{key}" for section in first for key in first[section]
                           if first[section][key] != other[section].get(key))
-            raise ConfigError(f"fused training: configs must differ only in train.seed; "
+            raise ConfigError(f"fused training: configs must differ only in their seeds "
+                              f"({', '.join('.'.join(f) for f in SEED_FIELDS)}); "
                               f"seed {c.train.seed} also differs in {', '.join(diff)}")
 
 
@@ -203,7 +232,7 @@ def train_fused(
     out of memory, Ctrl-C) are raised.
 
     Args:
-        cfgs: resolved run configs that differ only in ``train.seed``.
+        cfgs: resolved run configs that differ only in their seeds (:func:`check_fusable`).
         base, cache_dir: as for ``train_run``. DueHeadNet seeds with ``model1.init: stage1``
             take their stage-1 checkpoints from ``cache_dir`` (through the same function as
             ``train_run``); the missing ones are trained first, fused too. Single-head seeds
@@ -213,7 +242,7 @@ def train_fused(
             (None: torch's default; ``"reduce-overhead"``: CUDA graphs).
 
     Raises:
-        ConfigError: the configs differ in more than the seed, or ``on_epoch`` has the wrong length.
+        ConfigError: the configs differ in more than their seeds, or ``on_epoch`` has the wrong length.
         DataError, ModelError: the data set or model cannot be had.
     """
     started = time.perf_counter()
@@ -250,7 +279,7 @@ def _train_seeds(cfgs: Sequence[RunConfig], stage1: Sequence[Stage1 | None], cal
                  started: float) -> list[TrialResult | Exception]:
     """The fused model of ``cfgs`` trained; each seed's TrialResult or the exception that stopped it."""
     images = load_images(cfgs[0].dataset, base)
-    splits = split_indices(images.labels, cfgs[0].dataset)
+    splits = [split_indices(images.labels, c.dataset, images.official_test) for c in cfgs]
     models = seeded_models(cfgs, images.num_classes, device, [s.state if s is not None else None for s in stage1])
     counts = count_parameters(models[0])
     learner = FusedLearner(cfgs, models, device, compile_mode)
@@ -267,6 +296,5 @@ def _train_seeds(cfgs: Sequence[RunConfig], stage1: Sequence[Stage1 | None], cal
         extras = {"stage1": stage1[i].record} if stage1[i] is not None else {}
         extras["fused"] = {"k": len(cfgs), "index": i, "seeds": [c.train.seed for c in cfgs],
                            "precision": cfg.train.precision}
-        outcomes.append(outcome.result(counts, device, wall, len(data.test), extras,
-                                       stage1_images(cfg, len(splits.train))))
+        outcomes.append(outcome.result(counts, device, wall, extras, stage1_images(cfg, len(splits[i].train))))
     return outcomes

@@ -18,13 +18,13 @@ from torch import nn
 from ablate.config import ModelConfig, RunConfig
 from ablate.data import DeviceImages, load_images, split_indices
 from ablate.models import count_parameters
-from ablate.records import EpochStats, TrialResult
+from ablate.records import EpochStats, Predictions, TrialResult
 from ablate.train.device import Numerics
-from ablate.train.loop import (DeviceSplits, EpochCallback, EpochSums, Fit, Learner, fit, on_device, resolve_runs,
-                               seeded_models, train_epoch)
+from ablate.train.loop import (SEED_SOURCES, DeviceSplits, EpochCallback, EpochSums, Fit, Learner, fit, on_device,
+                               predictions_of, resolve_runs, seeded_models, train_epoch)
 from ablate.train.stage1 import save_single_checkpoint, stage1_images, stage1_weights, uses_stage1
 
-__all__ = ["LoneLearner", "train_run", "ensemble_member_seeds", "evaluate_ensemble"]
+__all__ = ["LoneLearner", "train_run", "ensemble_member_seeds", "ensemble_member_configs", "evaluate_ensemble"]
 
 # Ensemble members' seeds: far from any seed a study runs, so a member is never the single
 # arm's run of some seed (issue 8: the control must not reuse the runs it is compared with).
@@ -40,10 +40,10 @@ class LoneLearner(Learner):
     fused = False
 
     def __init__(self, cfg: RunConfig, model: nn.Module, device: torch.device):
-        super().__init__(cfg, model, device, [cfg.train.seed])
+        super().__init__([cfg], model, device)
 
-    def train_epoch(self, data: DeviceImages) -> EpochSums:
-        return train_epoch(self.step_model, self.opt, self.stream(data, 0), self.objective, self.numerics,
+    def train_epoch(self, data: Sequence[DeviceImages]) -> EpochSums:
+        return train_epoch(self.step_model, self.opt, self.stream(data[0], 0), self.objective, self.numerics,
                            EpochSums.zeros((), self.device))
 
     def seed_state(self, k: int) -> dict[str, torch.Tensor]:
@@ -57,6 +57,23 @@ def ensemble_member_seeds(seed: int) -> tuple[int, int]:
     return (ENSEMBLE_SEED_OFFSET + 2 * seed, ENSEMBLE_SEED_OFFSET + 2 * seed + 1)
 
 
+def ensemble_member_configs(cfg: RunConfig) -> tuple[RunConfig, RunConfig]:
+    """An ensemble's two members: single-head runs of its backbone on its partition.
+
+    Member m's seed for each source of variance is ``ensemble_member_seeds`` of the ensemble's
+    seed for that source, at [m]: the members differ from each other in every source, and a
+    source the repeats hold fixed across cells stays fixed across cells for each member.
+    """
+    t = cfg.train
+    members = []
+    for m in range(2):
+        seeds = {"seed": ensemble_member_seeds(t.seed)[m],
+                 **{f"{source}_seed": ensemble_member_seeds(t.seed_of(source))[m] for source in SEED_SOURCES}}
+        members.append(cfg.model_copy(update={"model": ModelConfig(kind="single", backbone=cfg.model.backbone),
+                                              "train": t.model_copy(update=seeds)}))
+    return members[0], members[1]
+
+
 def train_run(
     cfg: RunConfig,
     *,
@@ -68,8 +85,8 @@ def train_run(
     """Train ``cfg`` on its data set and return the record of the best validation epoch.
 
     Args:
-        cfg: the resolved run config; ``cfg.train.seed`` fixes initialisation, data order
-            and augmentation.
+        cfg: the resolved run config; ``cfg.train.seed_of(source)`` fixes initialisation, data
+            order and augmentation, ``cfg.dataset.partition`` the train / validation partition.
         base: folder that relative data roots are resolved against (the study file's).
         cache_dir: where stage-1 checkpoints live. A single-head run saves its best
             checkpoint there too, so it can serve as model1 of a DueHeadNet of the same seed.
@@ -82,9 +99,10 @@ def train_run(
     started = time.perf_counter()
     [cfg], device = resolve_runs([cfg])  # a study resolves the precision before; a direct call does it here
     images = load_images(cfg.dataset, base)
-    splits = split_indices(images.labels, cfg.dataset)
+    splits = split_indices(images.labels, cfg.dataset, images.official_test)
+    [data] = on_device(images, [splits], device)
     if cfg.model.kind == "ensemble":
-        return _train_ensemble(cfg, on_device(images, splits, device), images.num_classes, on_epoch, started)
+        return _train_ensemble(cfg, data, images.num_classes, on_epoch, started)
     extras: dict = {"precision": cfg.train.precision}
     model1_state = None
     if uses_stage1(cfg):
@@ -94,13 +112,11 @@ def train_run(
 
     [model] = seeded_models([cfg], images.num_classes, device, [model1_state])
     counts = count_parameters(model)
-    data = on_device(images, splits, device)
-    [outcome] = fit(LoneLearner(cfg, model, device), data, cfg.train.epochs, [on_epoch])
+    [outcome] = fit(LoneLearner(cfg, model, device), [data], cfg.train.epochs, [on_epoch])
     if isinstance(outcome, Exception):  # a NaN loss, or what on_epoch raised: passed through untouched
         raise outcome
     save_single_checkpoint(cfg, outcome.best_state, cache_dir)  # a single head may serve as a stage-1 model1
-    return outcome.result(counts, device, time.perf_counter() - started, len(data.test), extras,
-                          stage1_images(cfg, len(splits.train)))
+    return outcome.result(counts, device, time.perf_counter() - started, extras, stage1_images(cfg, len(splits.train)))
 
 
 def _train_stage1(singles: list[RunConfig], base: Path, cache_dir: Path, log: Log | None) -> list[TrialResult]:
@@ -115,21 +131,20 @@ def _train_stage1(singles: list[RunConfig], base: Path, cache_dir: Path, log: Lo
 
 def _train_ensemble(cfg: RunConfig, data: DeviceSplits, num_classes: int, on_epoch: EpochCallback | None,
                     started: float) -> TrialResult:
-    """Two single heads of its own, trained one after the other; their logits averaged.
+    """Two single heads of its own (:func:`ensemble_member_configs`), trained one after the other;
+    their logits averaged.
 
     Validation and test accuracy are those of the averaged logits, each member at its best
-    validation epoch. The curves are member 1's epochs then member 2's (numbered on), so a
-    pruner sees one growing sequence and the run counts as many epochs as it trains.
+    validation epoch, and so are the test predictions. The curves are member 1's epochs then
+    member 2's (numbered on), so a pruner sees one growing sequence and the run counts as many
+    epochs as it trains.
     """
     members: list[nn.Module] = []
     fits: list[Fit] = []
     epochs = cfg.train.epochs
     device = data.train.device
-    for m, seed in enumerate(ensemble_member_seeds(cfg.train.seed)):
-        member = cfg.model_copy(update={
-            "model": ModelConfig(kind="single", backbone=cfg.model.backbone),
-            "train": cfg.train.model_copy(update={"seed": seed}),
-        })
+    member_cfgs = ensemble_member_configs(cfg)
+    for m, member in enumerate(member_cfgs):
 
         def shifted(stats: EpochStats, shift: int = m * epochs) -> None:
             if on_epoch is not None:
@@ -137,7 +152,7 @@ def _train_ensemble(cfg: RunConfig, data: DeviceSplits, num_classes: int, on_epo
 
         [model] = seeded_models([member], num_classes, device)
         learner = LoneLearner(member, model, device)
-        [outcome] = fit(learner, data, epochs, [shifted])  # leaves the best epoch loaded
+        [outcome] = fit(learner, [data], epochs, [shifted])  # leaves the best epoch loaded
         if isinstance(outcome, Exception):
             raise outcome
         members.append(learner.model)
@@ -147,10 +162,11 @@ def _train_ensemble(cfg: RunConfig, data: DeviceSplits, num_classes: int, on_epo
     curves = tuple(dataclasses.replace(e, epoch=e.epoch + m * epochs) for m, f in enumerate(fits) for e in f.curves)
     seconds = sum(e.seconds for e in curves)
     train_images = sum(f.train_images for f in fits)
+    test_accuracy, predictions = evaluate_ensemble(members, data.test, cfg.train.batch_size, numerics, predict=True)
     return TrialResult(
-        val_accuracy=evaluate_ensemble(members, data.val, cfg.train.batch_size, numerics),
+        val_accuracy=evaluate_ensemble(members, data.val, cfg.train.batch_size, numerics)[0],
         best_epoch=fits[1].best_epoch + epochs,
-        test_accuracy=evaluate_ensemble(members, data.test, cfg.train.batch_size, numerics),
+        test_accuracy=test_accuracy,
         head_similarity=None,
         curves=curves,
         n_params=sum(c.total for c in counts),
@@ -161,22 +177,32 @@ def _train_ensemble(cfg: RunConfig, data: DeviceSplits, num_classes: int, on_epo
         train_images=train_images,
         n_test=len(data.test),
         extras={"precision": cfg.train.precision, "ensemble": {
-            "member_seeds": list(ensemble_member_seeds(cfg.train.seed)),
+            "member_seeds": [c.train.seed for c in member_cfgs],
+            "member_source_seeds": [{s: c.train.seed_of(s) for s in SEED_SOURCES} for c in member_cfgs],
             "member_val_accuracy": [f.val_accuracy for f in fits],
             "member_test_accuracy": [f.test_accuracy for f in fits],
             "member_best_epoch": [f.best_epoch for f in fits],
         }},
+        predictions=predictions,
     )
 
 
-def evaluate_ensemble(models: Sequence[nn.Module], data: DeviceImages, batch_size: int, numerics: Numerics) -> float:
-    """Accuracy of the members' averaged logits (correct / total)."""
+def evaluate_ensemble(models: Sequence[nn.Module], data: DeviceImages, batch_size: int, numerics: Numerics, *,
+                      predict: bool = False) -> tuple[float, Predictions | None]:
+    """Accuracy of the members' averaged logits (correct / total) and, asked for, their
+    predictions for every example of ``data``; one device sync."""
     for m in models:
         m.eval()
     correct = torch.zeros((), device=data.device, dtype=torch.int64)
+    guesses = []
     with torch.inference_mode(), numerics.autocast():
         for x, y in data.batches(batch_size * 2):
             x = numerics.for_batch(x)
             logits = torch.stack([m(x)[0].float() for m in models]).mean(0)
-            correct += (logits.argmax(1) == y).sum()
-    return correct.item() / max(len(data), 1)
+            guess = logits.argmax(1)
+            correct += (guess == y).sum()
+            guesses.append(guess)
+    accuracy = correct.item() / max(len(data), 1)
+    if not predict:
+        return accuracy, None
+    return accuracy, predictions_of(data, torch.cat(guesses).tolist() if guesses else [])

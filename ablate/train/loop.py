@@ -1,10 +1,11 @@
 """One training loop for the lone run, the fused run and ``ablate bench``.
 
 - :func:`resolve_runs`, :func:`seeded_models`, :func:`on_device`: what a run does before it trains
-  (threads, device and precision; seed s's model built after ``seed_everything(s)``; the data
-  splits on the device);
+  (threads, device and precision; a run's model built after ``seed_everything`` of its
+  initialisation seed; each run's splits on the device, the images uploaded once);
 - :class:`Learner`: K models of one run (K = 1 for the lone run) with their optimizer,
-  objective, numerics and per-seed data order, made the same way for every kind of run;
+  objective, numerics and per-seed data order and augmentation, made the same way for every
+  kind of run;
 - :func:`train_step` and :func:`train_epoch`: cut, augment, forward, CE (+ weight * FMCE
   penalty), step; the loop every trial runs, and the one ``ablate bench`` times;
 - :func:`fit`: the epochs and the best epoch, per seed.
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,14 +32,16 @@ from ablate.config import ConstraintConfig, ModelConfig, RunConfig
 from ablate.data import DeviceImages, ImageTensors, Splits
 from ablate.errors import TrainingError
 from ablate.models import ParamCount, build_model, fmce_penalty, head_similarity
-from ablate.records import EpochStats, TrialResult
+from ablate.records import EpochStats, Predictions, TrialResult
 from ablate.seeding import seed_everything
 from ablate.train.device import Numerics, numerics, resolve_device, resolve_precision
 
 __all__ = [
     "EpochCallback",
+    "SEED_SOURCES",
     "DeviceSplits",
     "EpochSums",
+    "Evaluation",
     "Objective",
     "Learner",
     "Fit",
@@ -48,10 +52,13 @@ __all__ = [
     "train_step",
     "train_epoch",
     "evaluate",
+    "predictions_of",
     "fit",
 ]
 
 EpochCallback = Callable[[EpochStats], None]
+# The sources of variance a run draws from its seeds, each from its own (``TrainConfig.seed_of``).
+SEED_SOURCES = ("init", "order", "augment")
 
 
 def resolve_runs(cfgs: Sequence[RunConfig]) -> tuple[list[RunConfig], torch.device]:
@@ -67,11 +74,11 @@ def resolve_runs(cfgs: Sequence[RunConfig]) -> tuple[list[RunConfig], torch.devi
 
 def seeded_models(cfgs: Sequence[RunConfig], num_classes: int, device: torch.device,
                   model1_states: Sequence[dict | None] | None = None) -> list[nn.Module]:
-    """Each run's model on ``device``, built after ``seed_everything(train.seed)``: seed s's
-    initial weights are the same whether it trains alone or fused."""
+    """Each run's model on ``device``, built after ``seed_everything(train.seed_of("init"))``: a
+    run's initial weights are the same whether it trains alone or fused."""
     models = []
     for cfg, state in zip(cfgs, model1_states or [None] * len(cfgs)):
-        seed_everything(cfg.train.seed)
+        seed_everything(cfg.train.seed_of("init"))
         models.append(build_model(cfg.model, num_classes, cfg.dataset.image_size, state).to(device))
     return models
 
@@ -85,9 +92,14 @@ class DeviceSplits:
     test: DeviceImages
 
 
-def on_device(images: ImageTensors, splits: Splits, device: torch.device) -> DeviceSplits:
-    return DeviceSplits(*(DeviceImages(images.images[idx], images.labels[idx], device)
-                          for idx in (splits.train, splits.val, splits.test)))
+def on_device(images: ImageTensors, splits: Sequence[Splits], device: torch.device) -> list[DeviceSplits]:
+    """Each run's splits on ``device``: the images any of them uses uploaded once, every split
+    a view of them (runs with different train / validation partitions share the upload)."""
+    used = np.unique(np.concatenate([np.concatenate([s.train, s.val, s.test]) for s in splits]))
+    picked = torch.from_numpy(used)
+    uploaded = DeviceImages(images.images[picked], images.labels[picked], device, examples=used)
+    return [DeviceSplits(*(uploaded.rows(np.searchsorted(used, idx)) for idx in (s.train, s.val, s.test)))
+            for s in splits]
 
 
 def constraint_of(model: ModelConfig) -> ConstraintConfig | None:
@@ -176,29 +188,50 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterable[
     return sums
 
 
-def evaluate(model: nn.Module, data: DeviceImages, batch_size: int, numerics: Numerics, *,
-             fused: bool = False) -> tuple[list[float], list[float | None]]:
-    """Per model: (accuracy = correct / total, mean head similarity or None for a single head).
+@dataclass(frozen=True)
+class Evaluation:
+    """Per model: accuracy (correct / total), mean head similarity (None for a single head) and,
+    when asked for, the class it predicts for each example, in the split's order."""
 
-    ``fused``: ``model`` is a FusedModel; every seed sees the same batches.
+    accuracy: list[float]
+    similarity: list[float | None]
+    predicted: list[list[int]] | None = None
+
+
+def evaluate(model: nn.Module, data: Sequence[DeviceImages], batch_size: int, numerics: Numerics, *,
+             fused: bool = False, predict: bool = False) -> Evaluation:
+    """Each model on its own split: ``data[k]`` for seed k of a FusedModel (``fused``), ``data[0]``
+    for a plain model. Fused seeds whose splits hold the same examples see each batch once, shared.
+
+    One device sync at the end, predictions included.
     """
     model.eval()
-    forward = partial(model, shared=True) if fused else model
+    shared = fused and all(np.array_equal(d.examples, data[0].examples) for d in data[1:])
+    forward = partial(model, shared=True) if shared else model
     similarity = torch.vmap(head_similarity) if fused else head_similarity
     shape = (model.k,) if fused else ()
-    correct = torch.zeros(shape, device=data.device, dtype=torch.int64)
-    sim_sum = torch.zeros(shape, device=data.device)
+    correct = torch.zeros(shape, device=data[0].device, dtype=torch.int64)
+    sim_sum = torch.zeros(shape, device=data[0].device)
     has_sim = False
+    guesses: list[torch.Tensor] = []
+    streams = [d.batches(batch_size * 2) for d in (data if fused and not shared else data[:1])]
     with torch.inference_mode(), numerics.autocast():
-        for x, y in data.batches(batch_size * 2):
+        for batches in zip(*streams):
+            x, y = batches[0] if len(batches) == 1 else (torch.stack(t) for t in zip(*batches))
             logits, map1, map2 = forward(numerics.for_batch(x))
-            correct += (logits.argmax(-1) == y).sum(-1)
+            guess = logits.argmax(-1)  # (B,), or (K, B) fused
+            correct += (guess == y).sum(-1)
+            if predict:
+                guesses.append(guess.reshape(-1, guess.shape[-1]))
             if map1 is not None:
                 sim_sum += similarity(map1, map2).sum(-1)
                 has_sim = True
-    total = max(len(data), 1)  # divided in float64, as EpochSums.means
+    total = max(len(data[0]), 1)  # divided in float64, as EpochSums.means
     sims = [s / total for s in sim_sum.reshape(-1).tolist()] if has_sim else [None] * correct.numel()
-    return [c / total for c in correct.reshape(-1).tolist()], sims
+    predicted = None
+    if predict:
+        predicted = torch.cat(guesses, dim=-1).tolist() if guesses else [[] for _ in range(correct.numel())]
+    return Evaluation([c / total for c in correct.reshape(-1).tolist()], sims, predicted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,9 +241,12 @@ def evaluate(model: nn.Module, data: DeviceImages, batch_size: int, numerics: Nu
 class Learner(abc.ABC):
     """K models of one run and everything they train with, made alike for every kind of run.
 
-    The optimizer is AdamW over the trainable parameters; each seed draws its batches from its
-    own ``torch.Generator`` seeded with its ``train.seed``. Subclasses say how a step batches
-    the seeds and how one seed's state is read and restored.
+    The optimizer is AdamW over the trainable parameters (``fused=True`` on CUDA: one kernel
+    for all of them). Seed k draws its data order from a ``torch.Generator`` seeded with
+    ``train.seed_of("order")`` of ``cfgs[k]`` and its augmentation from another, seeded with
+    ``seed_of("augment")``: each source of variance has its own stream, so one can be held fixed
+    while another varies. Subclasses say how a step batches the seeds and how one seed's state
+    is read and restored.
 
     Attributes:
         model: what is evaluated and checkpointed; ``step_model`` is what a training step calls
@@ -220,8 +256,9 @@ class Learner(abc.ABC):
     k: int
     fused: bool
 
-    def __init__(self, cfg: RunConfig, model: nn.Module, device: torch.device, seeds: Sequence[int],
+    def __init__(self, cfgs: Sequence[RunConfig], model: nn.Module, device: torch.device,
                  compile_mode: str | None = None):
+        cfg = cfgs[0]  # the runs differ in their seeds alone (fused.check_fusable)
         self.numerics = numerics(cfg.train.precision, device)
         # A plain model's weights take the layout; a FusedModel's stacked (K, ...) weights cannot
         # (channels_last is a 4-d layout), so only its inputs do, image by image.
@@ -230,22 +267,25 @@ class Learner(abc.ABC):
             torch.backends.cudnn.benchmark = True
         self.step_model = torch.compile(self.model, mode=compile_mode) if cfg.train.compile else self.model
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                                     fused=True if device.type == "cuda" else None)
+        self.orders = [torch.Generator().manual_seed(c.train.seed_of("order")) for c in cfgs]
+        self.augments = [torch.Generator().manual_seed(c.train.seed_of("augment")) for c in cfgs]
         self.objective = Objective(constraint_of(cfg.model), self.fused)
         self.batch_size, self.augment, self.device = cfg.train.batch_size, cfg.dataset.augment, device
 
     def stream(self, data: DeviceImages, k: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """Seed k's training batches of one epoch over ``data``, in its own order."""
-        return data.batches(self.batch_size, generator=self.generators[k], augment=self.augment, drop_last=True)
+        """Seed k's training batches of one epoch over ``data``, in its own order and augmentation."""
+        return data.batches(self.batch_size, order=self.orders[k], augment=self.augments[k] if self.augment else None,
+                            drop_last=True)
 
     @abc.abstractmethod
-    def train_epoch(self, data: DeviceImages) -> EpochSums:
-        """One pass over ``data`` for every seed, each in its own order; their sums."""
+    def train_epoch(self, data: Sequence[DeviceImages]) -> EpochSums:
+        """One pass for every seed k over its training split ``data[k]``, in its own order; their sums."""
 
-    def evaluate(self, data: DeviceImages) -> tuple[list[float], list[float | None]]:
-        """Per seed: (accuracy, mean head similarity or None) on ``data``."""
-        return evaluate(self.model, data, self.batch_size, self.numerics, fused=self.fused)
+    def evaluate(self, data: Sequence[DeviceImages], predict: bool = False) -> Evaluation:
+        """Every seed k on ``data[k]``: accuracy, mean head similarity and, asked, predictions."""
+        return evaluate(self.model, data, self.batch_size, self.numerics, fused=self.fused, predict=predict)
 
     @abc.abstractmethod
     def seed_state(self, k: int) -> dict[str, torch.Tensor]:
@@ -272,8 +312,9 @@ class Fit:
     images_per_second: float
     train_images: int
     best_state: dict[str, torch.Tensor]  # the model's state at its best epoch
+    predictions: Predictions  # the best epoch's class for every test example
 
-    def result(self, counts: ParamCount, device: torch.device, wall_time: float, n_test: int, extras: dict,
+    def result(self, counts: ParamCount, device: torch.device, wall_time: float, extras: dict,
                stage1_images: int = 0) -> TrialResult:
         """The trial's record; ``stage1_images``: the images its stage-1 model1 cost."""
         return TrialResult(
@@ -281,7 +322,13 @@ class Fit:
             head_similarity=self.head_similarity, curves=self.curves, n_params=counts.total,
             n_trainable=counts.trainable, wall_time=wall_time, device=str(device),
             images_per_second=self.images_per_second, train_images=self.train_images + stage1_images,
-            n_test=n_test, extras=extras)
+            n_test=len(self.predictions.example), extras=extras, predictions=self.predictions)
+
+
+def predictions_of(data: DeviceImages, predicted: Sequence[int]) -> Predictions:
+    """The record of ``predicted`` (one class per example of ``data``, in its order)."""
+    return Predictions(tuple(int(e) for e in data.examples), tuple(int(y) for y in data.example_labels),
+                       tuple(predicted))
 
 
 @dataclass
@@ -300,9 +347,12 @@ class _Progress:
             self.best_state = learner.seed_state(k)
 
 
-def fit(learner: Learner, data: DeviceSplits, epochs: int,
+def fit(learner: Learner, data: Sequence[DeviceSplits], epochs: int,
         callbacks: Sequence[EpochCallback | None]) -> list[Fit | Exception]:
     """Train every seed of ``learner`` for ``epochs`` epochs on a cosine schedule; seed k's outcome at [k].
+
+    Seed k trains on ``data[k].train`` and is validated on ``data[k].val`` (its own partition);
+    every seed is tested on the same test split.
 
     After each epoch, per seed: its mean loss, accuracy and penalty (one device sync); a
     TrainingError if its loss is not finite; its validation accuracy; its best checkpoint so
@@ -317,7 +367,7 @@ def fit(learner: Learner, data: DeviceSplits, epochs: int,
     seen, train_seconds = 0, 0.0
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        sums = learner.train_epoch(data.train)
+        sums = learner.train_epoch([d.train for d in data])
         lr = learner.opt.param_groups[0]["lr"]
         sched.step()
         losses, accs, penalties = sums.means()
@@ -328,7 +378,7 @@ def fit(learner: Learner, data: DeviceSplits, epochs: int,
                 stopped[i] = TrainingError(f"loss became {loss} in epoch {epoch} (lr {lr:.3g}): training diverged")
         if len(stopped) == k:
             break
-        val_accs, _ = learner.evaluate(data.val)
+        val_accs = learner.evaluate([d.val for d in data]).accuracy
         seconds = time.perf_counter() - t0
         for i in (i for i in range(k) if i not in stopped):
             stats = EpochStats(epoch=epoch, train_loss=losses[i], train_accuracy=accs[i], val_accuracy=val_accs[i],
@@ -342,19 +392,21 @@ def fit(learner: Learner, data: DeviceSplits, epochs: int,
                     stopped[i] = exc
         if len(stopped) == k:
             break
-    return _tested(learner, data.test, progress, stopped, seen / train_seconds if train_seconds > 0 else float("nan"),
-                   seen)
+    return _tested(learner, [d.test for d in data], progress, stopped,
+                   seen / train_seconds if train_seconds > 0 else float("nan"), seen)
 
 
-def _tested(learner: Learner, test: DeviceImages, progress: list[_Progress], stopped: dict[int, Exception],
+def _tested(learner: Learner, test: Sequence[DeviceImages], progress: list[_Progress], stopped: dict[int, Exception],
             images_per_second: float, seen: int) -> list[Fit | Exception]:
-    """Every seed not stopped restored to its best epoch and tested there; the stopped ones' exceptions."""
+    """Every seed not stopped restored to its best epoch and tested there, with its prediction
+    for every test example; the stopped ones' exceptions."""
     if len(stopped) == learner.k:
         return [stopped[i] for i in range(learner.k)]
     for i, p in enumerate(progress):
         if i not in stopped:
             learner.load_seed_state(i, p.best_state)
-    test_accs, sims = learner.evaluate(test)
+    tested = learner.evaluate(test, predict=True)
     return [stopped[i] if i in stopped else
-            Fit(p.best_val, p.best_epoch, test_accs[i], sims[i], tuple(p.curves), images_per_second, seen, p.best_state)
+            Fit(p.best_val, p.best_epoch, tested.accuracy[i], tested.similarity[i], tuple(p.curves), images_per_second,
+                seen, p.best_state, predictions_of(test[i], tested.predicted[i]))
             for i, p in enumerate(progress)]

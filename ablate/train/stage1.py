@@ -18,6 +18,7 @@ import torch
 from ablate.config import ModelConfig, RunConfig, config_hash
 from ablate.data import save_atomic
 from ablate.records import TrialResult
+from ablate.train.loop import SEED_SOURCES
 
 __all__ = [
     "Stage1",
@@ -43,12 +44,22 @@ def uses_stage1(cfg: RunConfig) -> bool:
 
 
 def _weights_key(single: RunConfig) -> RunConfig:
-    """What changes a single-head run's weights: its data, seed, backbone and recipe (lr,
-    epochs, weight decay, batch, precision, augmentation); not where or how fast it ran."""
+    """What changes a single-head run's weights: its data and train / validation partition, its
+    seeds (initialisation, data order, augmentation), backbone and recipe (lr, epochs, weight
+    decay, batch, precision, augmentation); not where or how fast it ran.
+
+    A per-source seed equal to the seed it falls back on is written as unset (and a partition
+    seed equal to ``split_seed`` likewise), so the same run spelt two ways has one key, and a
+    run that sets none keeps the key it always had.
+    """
     assert single.model.kind == "single"
+    t, d = single.train, single.dataset
+    seeds = {f"{source}_seed": None if t.seed_of(source) == t.seed else t.seed_of(source)
+             for source in SEED_SOURCES}
     return single.model_copy(update={
         "model": ModelConfig(kind="single", backbone=single.model.backbone),
-        "train": single.train.model_copy(update={"device": "auto", "threads": None, "compile": False}),
+        "train": t.model_copy(update={"device": "auto", "threads": None, "compile": False, **seeds}),
+        "dataset": d.model_copy(update={"partition_seed": None if d.partition == d.split_seed else d.partition}),
     })
 
 
