@@ -419,8 +419,15 @@ FUSED = ("repeats:\n  seeds: 2\n  params: fixed\n  fuse: 2\n  max_retries: 1\n"
          "ensemble: {control: ensemble}}\n")
 
 
+def _fused_study(write_study, name):
+    # fp32: CPU autocast leaves the fused (grouped) convolutions in fp32 while lone ones run in
+    # bf16, so on a CPU with native bf16 (where auto is bf16) fusion fails its self-check.
+    text = tiny_study_text(name=name, n_trials=0, init="stage1", extra=FUSED)
+    return write_study(text.replace("device: cpu}", "device: cpu, precision: fp32}"))
+
+
 def test_fused_repeats_keep_one_trial_and_one_record_per_seed(write_study):
-    path = write_study(tiny_study_text(name="fused", n_trials=0, init="stage1", extra=FUSED))
+    path = _fused_study(write_study, "fused")
     cfg = load_study(path)
     paths = resolve_paths(cfg, path)
     run_repeats(cfg, paths)
@@ -468,3 +475,33 @@ def test_a_worker_killed_between_its_cells_parameters_leaves_the_cell_run_once(w
     trials = study.get_trials()
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [trial.number]
     assert len(trials) == len(repeat_cells(cfg)) + 1, "no cell enqueued a second time"
+
+
+def test_seeds_train_one_at_a_time_when_fusion_fails_its_check(write_study, monkeypatch, capsys):
+    """A study never fails because fusion does: the worker trains the claimed seeds one after the
+    other, says why in one line, and each trial keeps the reason."""
+    import ablate.study.repeats as repeats_module
+
+    reason = "fusion self-check on cpu, torch x, fp32: 2 seeds fused differ from them alone (worst error 3.1 of the tolerance)"
+    monkeypatch.setattr(repeats_module, "fusion_ok", lambda cfg: (False, reason))
+    path = _fused_study(write_study, "unfused")
+    cfg = load_study(path)
+    paths = resolve_paths(cfg, path)
+    from ablate.study import QuietEvents
+
+    class Messages(QuietEvents):
+        said: list = []
+
+        def message(self, text):
+            self.said.append(text)
+
+    events = Messages()
+    run_repeats(cfg, paths, events)
+    trials = repeats_study(cfg, open_storage(paths.storage)).get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    by_cell = {(t.params["arm"], t.params["seed"]): t for t in trials}
+    for arm in ("fmce", "single"):
+        for seed in (0, 1):
+            t = by_cell[(arm, seed)]
+            assert "fused" not in t.user_attrs.get("extras", {}) and t.user_attrs["fusion"] == reason
+    assert sum(f"seeds train one at a time: {reason}" in m for m in events.said) == 2  # one line per claimed pair

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial
 
 from ablate.analysis import SequentialPlan
 from ablate.config import RunConfig, StudyConfig, base_run, with_overrides
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, TrainingError
 from ablate.stats import LookResult, default_contrasts, sequential_look
 from ablate.study import adapter
 from ablate.study.cells import CellSettings, RepeatCell, cell_states, look_of, repeat_cells
@@ -31,7 +31,7 @@ from ablate.study.confirm import confirmation
 from ablate.study.storage import confirm_study_name, open_storage, repeats_study, search_study
 from ablate.study.trial import run_fused_trials, run_trial
 from ablate.study.worker import work
-from ablate.train import resolve_device, resolve_precision
+from ablate.train import fusion_ok, resolve_device, resolve_precision
 
 __all__ = ["chosen_settings", "cell_settings", "repeat_config", "fuse_count", "run_repeats", "sequential_settings",
            "RepeatsProgress", "repeats_progress"]
@@ -199,7 +199,7 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
 
     def fused(trials: list[optuna.Trial]) -> list[float | BaseException]:
         run_cfgs = [_stored_config(cfg, t, _claimed_cell(t, cfg, every)) for t in trials]
-        return run_fused_trials(trials, run_cfgs, paths, events, label)
+        return _fused_or_alone(trials, run_cfgs, paths, events, label)
 
     k = fuse_count(cfg)
     # an ensemble trains its two members one after the other: it does not fuse
@@ -218,6 +218,26 @@ def run_repeats(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
             break  # nothing ran and nothing new was planned: no failed cell to retry, no look to add
         planned = (len(cells), len(given_up))
     return given_up  # from the last pass, which ran nothing (or was cut short by max_trials)
+
+
+def _fused_or_alone(trials: list[optuna.Trial], run_cfgs: list[RunConfig], paths: StudyPaths, events: Events,
+                    label: str) -> list[float | BaseException]:
+    """K claimed cells of one arm trained as one fused model when fusion passed its self-check on
+    this device (``ablate.train.fusion_ok``), else one after the other: a study never fails
+    because fusion does. Each trial keeps the check's one-line answer as user attribute ``fusion``."""
+    ok, why = fusion_ok(run_cfgs[0])
+    for trial in trials:
+        trial.set_user_attr("fusion", why)
+    if ok:
+        return run_fused_trials(trials, run_cfgs, paths, events, label)
+    events.message(f"repeats: {len(trials)} seeds train one at a time: {why}")
+    outcomes: list[float | BaseException] = []
+    for trial, run_cfg in zip(trials, run_cfgs):
+        try:
+            outcomes.append(run_trial(trial, run_cfg, paths, events, label, prune=False, keep_predictions=True))
+        except TrainingError as exc:  # the trial's own failure; the others go on
+            outcomes.append(exc)
+    return outcomes
 
 
 def sequential_settings(cfg: StudyConfig) -> SequentialPlan | None:
