@@ -180,7 +180,9 @@ def tuning_curves(curves: Mapping[str, Mapping[str, object]], path: str | Path, 
                         capsize=4, label=label)  # fmt: skip
         else:
             ax.plot(ns, expected, marker="o", ms=3, color=f"C{i}", label=label)
-            ax.fill_between(ns, low, high, color=f"C{i}", alpha=0.15, lw=0)
+            # the band's edges in the arm's colour: overlapping fills blend into one colour
+            ax.fill_between(ns, low, high, color=f"C{i}", alpha=0.10, lw=0)
+            ax.plot(ns, low, ns, high, color=f"C{i}", lw=0.8, ls="--")
         confidence = float(c["confidence"])
     ax.set(xlabel="search trials run (n)", ylabel="expected best validation accuracy (%)", title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
