@@ -108,10 +108,10 @@ STEPS: tuple[Step, ...] = (
         "seeds, which a warning names).\n\n"
         "Checked against the pigeonhole bootstrap (Owen 2007), which resamples seeds and, jointly for every "
         "run, test images (`ablate.stats.paired_bootstrap`, seeded): on simulated tables of 6 seeds × 360 "
-        "images whose arms disagree on 4 to 12% of the images, its 95% interval is 9 to 17% wider than the "
+        "images whose arms disagree on 4 to 12% of the images, its 95% interval is 8 to 17% wider than the "
         "formula's (median), as Owen's bootstrap counts the residual variance twice, and the formula's "
         "interval covers the difference on new data in 95% of tables where the seeds-only paired t interval "
-        "covers it in 83 to 89%.",
+        "covers it in 83 to 89% (`python scripts/crossed_vs_bootstrap.py` prints these figures).",
     ),
     Step(
         "p Holm adjusts p paired, p TOST Holm p TOST, p new data Holm p new data and p TOST new data Holm p "
