@@ -192,3 +192,37 @@ def test_a_grid_search_whose_budget_covers_its_grid_runs_to_its_end(write_study,
         trials = study.get_trials()
         assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
         assert {t.params["train.lr"] for t in trials} == set(BASE)  # every point of the grid, then again
+
+
+def test_the_tuning_record_keeps_a_pruned_trial_at_its_last_reported_value(write_study, monkeypatch):
+    """A tuning curve over completed trials only is biased upward and its n is not the trials run:
+    the record keeps every trial that ran, a pruned one at the last value it reported."""
+    import ablate.study.trial as trial_module
+
+    def train_run(run_cfg, on_epoch=None, **kwargs):  # three epochs; 4e-3 is poor from the start
+        lr = run_cfg.train.lr
+        curve = [BASE[lr] - (0.3 if lr == 4.0e-3 else 0.0) + 0.01 * e for e in range(3)]
+        stats = [EpochStats(epoch=e + 1, train_loss=0.5, train_accuracy=v, val_accuracy=v, penalty=None, lr=lr,
+                            seconds=0.01) for e, v in enumerate(curve)]
+        for s in stats:
+            on_epoch(s)  # the pruner may stop the run here
+        return TrialResult(val_accuracy=max(curve), best_epoch=3, test_accuracy=max(curve), head_similarity=None,
+                           curves=tuple(stats), n_params=1000, n_trainable=1000, wall_time=0.01, device="cpu",
+                           images_per_second=1.0, train_images=100, n_test=30)
+
+    monkeypatch.setattr(trial_module, "train_run", train_run)
+    monkeypatch.setattr(trial_module, "upload_curve", lambda *args: None)
+    text = STUDY.format(name="pruned", n_trials=4, extra="").replace(
+        "pruner: {name: none}", "pruner: {name: median, warmup_epochs: 0, startup_trials: 2}")
+    path = write_study(text)
+    cfg = load_study(path)
+    paths = resolve_paths(cfg, path)
+    run_searches(cfg, paths)
+    run_repeats(cfg, paths)
+    search = sorted(search_study(cfg, open_storage(paths.storage), "a").get_trials(), key=lambda t: t.number)
+    pruned = [t for t in search if t.state == TrialState.PRUNED]
+    assert pruned, "the median pruner stopped a trial below the earlier ones"
+    record = collect_results(cfg, paths).tuning["a"]
+    assert record["search_pruned"] == [t.state == TrialState.PRUNED for t in search] and record["n_trials"] == 4
+    assert record["search_values"] == [t.value if t.state == TrialState.COMPLETE
+                                       else t.intermediate_values[max(t.intermediate_values)] for t in search]

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
-from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
@@ -11,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from ablate.config import RunConfig, config_hash, load_study
-from ablate.study import redact, resolve_paths, run_search, search_study, open_storage
+from ablate.study import redact, resolve_paths, run_search, open_storage
 from tests.conftest import tiny_study_text
 
 ATTRS = {"val_accuracy", "test_accuracy", "best_epoch", "curves", "head_similarity", "seed", "config",
