@@ -226,3 +226,14 @@ def test_the_tuning_record_keeps_a_pruned_trial_at_its_last_reported_value(write
     assert record["search_pruned"] == [t.state == TrialState.PRUNED for t in search] and record["n_trials"] == 4
     assert record["search_values"] == [t.value if t.state == TrialState.COMPLETE
                                        else t.intermediate_values[max(t.intermediate_values)] for t in search]
+
+
+def test_plan_counts_the_stage1_runs_of_the_confirmation_seeds(write_study):
+    """A DueHeadNet confirmed on a seed of its own needs that seed's stage 1 (shared by the arms)."""
+    from ablate.study.cost import study_cost
+
+    text = tiny_study_text(name="s1", n_trials=4, init="stage1").replace(
+        "  space:", "  confirm: {top: 1, seeds: 2}\n  space:")
+    path = write_study(text)
+    cfg = load_study(path)
+    assert study_cost(cfg, path.parent).stage1_runs == 1 + 2  # the study seed's and each confirmation seed's

@@ -2,8 +2,8 @@
 
 An estimate from the study file alone: every search trial is counted at its full epochs (pruning
 only saves), every repeat cell of the largest design is counted (sequential seeds may stop
-earlier), and a stage-1 run is counted once per seed, backbone and partition of the DueHeadNet
-arms that need one (a single arm whose recipe is the stage-1 recipe serves instead: the tuned
+earlier), and a stage-1 run is counted once per seed (confirmation seeds included), backbone and
+partition of the DueHeadNet arms that need one (a single arm whose recipe is the stage-1 recipe serves instead: the tuned
 recipe is unknown before the search, so the study file's is compared).
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from ablate.config import RunConfig, StudyConfig, with_overrides
 from ablate.errors import AblateError
 from ablate.study.cells import CellSettings, repeat_cells
+from ablate.study.confirm import confirm_seeds
 from ablate.study.repeats import repeat_config
 from ablate.study.search import arm_space, search_base, searches
 
@@ -102,8 +103,10 @@ def study_cost(cfg: StudyConfig, base: Path) -> StudyCost:
         runs += [search_base(cfg, s.arm)] * (cfg.search.search_trials + confirm)
     stage1: set[str] = set()
     served: set[str] = set()
-    for run in _search_bases(cfg):  # search trials share the study seed's stage 1, per backbone
-        stage1 |= {_stage1_key(run)} - {None}
+    seeds = [cfg.train.seed] + (confirm_seeds(cfg) if cfg.search.confirm is not None else [])
+    for run in _search_bases(cfg):  # search trials share the study seed's stage 1, per backbone; a
+        for seed in seeds:          # confirmation seed trains its own
+            stage1 |= {_stage1_key(with_overrides(run, {"train.seed": seed}))} - {None}
     if cfg.repeats is not None:
         for cell in repeat_cells(cfg):
             run = repeat_config(cfg, CellSettings(), cell)
