@@ -37,13 +37,23 @@ def test_mean_squares_match_statsmodels_anova_lm():
     assert (got.seeds, got.examples, got.mean) == (4, 6, pytest.approx(x.mean()))
 
 
+# Seeds and examples both vary beyond the residual (MS_seed 10,000, MS_example 7,667, MS_residual 4,333).
+BOTH_A = np.array([[1, 1, 0, 0, 1, 1], [0, 1, 0, 1, 1, 1], [0, 0, 0, 0, 1, 0], [0, 1, 1, 0, 1, 1]])
+BOTH_B = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0], [0, 1, 0, 1, 0, 1], [0, 1, 0, 1, 0, 1]])
+
+
+# Seeds vary beyond the residual, examples less than it (MS_seed 9,444, MS_example 2,000, MS_residual 4,444).
+SEEDS_A = np.array([[1, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 0, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0]])
+SEEDS_B = np.array([[1, 0, 1, 0, 1, 1], [0, 0, 0, 1, 0, 0], [0, 1, 1, 0, 1, 0], [1, 1, 0, 1, 0, 0]])
+
+
 def test_interval_and_p_are_the_written_formula():
-    x = 100.0 * (RIGHT_A - RIGHT_B)
+    x = 100.0 * (BOTH_A - BOTH_B)
     got = stats.crossed_design(x)
     s, n = x.shape
     ms_s, ms_e, ms_r = got.ms_seed, got.ms_example, got.ms_residual
     combined = ms_s + ms_e - ms_r
-    assert combined > ms_r  # the formula, not the floor
+    assert ms_s > ms_r and ms_e > ms_r  # both components positive: the formula as written
     df = combined**2 / (ms_s**2 / (s - 1) + ms_e**2 / (n - 1) + ms_r**2 / ((s - 1) * (n - 1)))
     se = math.sqrt(combined / (s * n))
     half = st.t.ppf(0.975, df) * se
@@ -51,6 +61,31 @@ def test_interval_and_p_are_the_written_formula():
     assert (got.ci_low, got.ci_high) == pytest.approx((x.mean() - half, x.mean() + half))
     assert got.p == pytest.approx(2 * st.t.sf(abs(x.mean()) / se, df))
     assert got.sd_test_sampling == pytest.approx(math.sqrt(max(0.0, ms_e - ms_r) / (s * n)))
+
+
+def test_a_negative_component_is_truncated_at_zero_and_adds_nothing():
+    """Var(mean) sums estimated variance components; a negative estimate must not subtract from
+    the others, so the standard error for new data is never below this test set's. With the
+    examples' estimate negative the interval is the seeds-only paired t interval itself (the digits
+    study hit this: before, its new-data interval was a quarter narrower than this test set's)."""
+    x = 100.0 * (RIGHT_A - RIGHT_B)  # seeds' estimate negative: MS_example alone, N - 1 df
+    got = stats.crossed_design(x)
+    s, n = x.shape
+    assert got.ms_seed < got.ms_residual < got.ms_example
+    assert got.se == pytest.approx(math.sqrt(got.ms_example / (s * n))) and got.df == pytest.approx(n - 1)
+    x = 100.0 * (SEEDS_A - SEEDS_B)  # the examples' estimate negative: MS_seed alone, the seeds-only interval
+    got = stats.crossed_design(x)
+    assert got.ms_example < got.ms_residual < got.ms_seed
+    seeds_only = st.ttest_1samp(x.mean(axis=1), 0.0)
+    ci = seeds_only.confidence_interval(0.95)
+    assert (got.ci_low, got.ci_high, got.p) == pytest.approx((ci.low, ci.high, seeds_only.pvalue))
+    assert got.df == pytest.approx(s - 1) and got.sd_test_sampling == 0.0
+    rng = np.random.default_rng(7)
+    for _ in range(200):  # the standard error is never below this test set's, whatever the table
+        x = 100.0 * ((rng.random((5, 40)) < 0.8).astype(float) - (rng.random((5, 40)) < 0.75))
+        got = stats.crossed_design(x)
+        seeds_only_se = x.mean(axis=1).std(ddof=1) / math.sqrt(5)
+        assert got.se >= seeds_only_se * (1 - 1e-12) or got.ms_seed <= got.ms_residual
 
 
 def test_variance_never_below_the_residual_s_and_zero_spread_decides_nothing():

@@ -35,8 +35,8 @@ class CrossedDesign:
     """The mean difference A - B (points) over ``seeds`` x ``examples`` with seeds and examples random.
 
     ``ms_*``: the two-way ANOVA mean squares without replication; ``se``: the standard error of
-    the mean, ``sqrt(max(MS_seed + MS_example - MS_residual, MS_residual) / (S N))``; ``df``:
-    Satterthwaite's; ``ci_low``/``ci_high``: the 95% t interval; ``p``: two-sided t at ``df``;
+    the mean (:func:`crossed_design`); ``df``: Satterthwaite's; ``ci_low``/``ci_high``: the 95% t
+    interval; ``p``: two-sided t at ``df``;
     ``sd_test_sampling``: the sd the test examples alone add to the mean,
     ``sqrt(max(0, MS_example - MS_residual) / (S N))``. Undefined values are NaN.
     """
@@ -71,12 +71,20 @@ def _mean_squares(x: np.ndarray) -> tuple[float, float, float]:
 def crossed_design(x: np.ndarray, confidence: float = 0.95) -> CrossedDesign:
     """Mean, interval and test of the difference on new data, from ``x`` (seeds x examples, points).
 
-    With S seeds and N examples the mean squares give Var(mean) = (MS_seed + MS_example -
-    MS_residual) / (S N), never below MS_residual / (S N), on Satterthwaite's (1946) degrees of
-    freedom ``(MS_seed + MS_example - MS_residual)**2 / (MS_seed**2 / (S - 1) + MS_example**2 /
-    (N - 1) + MS_residual**2 / ((S - 1)(N - 1)))``; where the floor holds, the variance is
-    MS_residual's alone and so are its ``(S - 1)(N - 1)`` df. The interval and the two-sided p
-    come from Student's t at that df (``scipy.stats.t``). When every x is the same the spread is
+    With S seeds and N examples, Var(mean) = sigma2_seed / S + sigma2_example / N +
+    sigma2_residual / (S N), each component estimated from the mean squares and truncated at zero
+    (a negative estimate is no evidence of a negative variance; Searle, Casella and McCulloch
+    1992): S N Var(mean) = MS_residual + max(MS_seed - MS_residual, 0) + max(MS_example -
+    MS_residual, 0). With both excesses positive this is (MS_seed + MS_example - MS_residual), on
+    Satterthwaite's (1946) degrees of freedom ``(MS_seed + MS_example - MS_residual)**2 /
+    (MS_seed**2 / (S - 1) + MS_example**2 / (N - 1) + MS_residual**2 / ((S - 1)(N - 1)))``; with
+    neither, MS_residual alone on its ``(S - 1)(N - 1)`` df; with the examples' negative, MS_seed
+    alone on S - 1 df, which is the interval over seeds alone. So the standard error for new data
+    is never below this test set's, MS_seed / (S N) (without the truncation it was, when the
+    examples' estimate came out negative); with both components positive Satterthwaite's df can
+    exceed S - 1, and then the interval can be a little narrower all the same, as the t quantile
+    falls. The interval and the two-sided p come from Student's t at that df
+    (``scipy.stats.t``). When every x is the same the spread is
     zero, which is no evidence of a zero-variance effect: no interval, and p is the exact
     sign-flip test of the per-seed differences (:func:`ablate.stats.permutation_p`). Fewer than 2
     seeds or 2 examples: everything but the mean is NaN.
@@ -92,17 +100,24 @@ def crossed_design(x: np.ndarray, confidence: float = 0.95) -> CrossedDesign:
     if np.all(x == x.flat[0]):  # zero spread: no interval, the exact sign-flip test of the seeds
         return CrossedDesign(s, n, mean, ms_seed, ms_example, ms_residual, 0.0, nan, nan, nan,
                              permutation_p(x.mean(axis=1)), sd_test)
-    combined = ms_seed + ms_example - ms_residual
-    if combined >= ms_residual:
-        variance = combined
-        df = combined**2 / (ms_seed**2 / (s - 1) + ms_example**2 / (n - 1) + ms_residual**2 / ((s - 1) * (n - 1)))
-    else:
-        variance, df = ms_residual, float((s - 1) * (n - 1))
+    variance, df = _truncated_components(ms_seed, ms_example, ms_residual, s, n)
     se = math.sqrt(variance / (s * n))
     half = float(st.t.isf((1.0 - confidence) / 2.0, df)) * se
     p = float(2.0 * st.t.sf(abs(mean) / se, df))
     return CrossedDesign(s, n, mean, ms_seed, ms_example, ms_residual, se, float(df), mean - half, mean + half, p,
                          sd_test)
+
+
+def _truncated_components(ms_seed: float, ms_example: float, ms_residual: float, s: int, n: int) -> tuple[float, float]:
+    """S N Var(mean) with each variance component truncated at zero, and its Satterthwaite df: the
+    linear combination a MS_seed + b MS_example + c MS_residual, a and b 1 where that component's
+    excess over MS_residual is positive, c = 1 - a - b (see :func:`crossed_design`)."""
+    a = 1.0 if ms_seed > ms_residual else 0.0
+    b = 1.0 if ms_example > ms_residual else 0.0
+    c = 1.0 - a - b
+    variance = a * ms_seed + b * ms_example + c * ms_residual
+    dof = (a * ms_seed) ** 2 / (s - 1) + (b * ms_example) ** 2 / (n - 1) + (c * ms_residual) ** 2 / ((s - 1) * (n - 1))
+    return variance, variance**2 / dof
 
 
 def paired_bootstrap(
