@@ -56,12 +56,14 @@ def verdict_section(
 
 
 def _dirty(provenance: Mapping[str, object] | None) -> str | None:
-    commit = (provenance or {}).get("git_commit")
-    if isinstance(commit, str) and commit.endswith("+dirty"):
-        return (
-            f"**The working tree had uncommitted changes** when these numbers were made "
-            f"(git commit {commit}): the code that produced them is not exactly that commit."
-        )
+    for key, what, it in (("git_commit", "these numbers were made", "them"),
+                          ("report written at git_commit", "this report was written", "it")):
+        commit = (provenance or {}).get(key)
+        if isinstance(commit, str) and commit.endswith("+dirty"):
+            return (
+                f"**The working tree had uncommitted changes** when {what} "
+                f"(git commit {commit}): the code that produced {it} is not exactly that commit."
+            )
     return None
 
 

@@ -12,11 +12,13 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+import ablate
 from ablate.analysis import AnalysisSettings
 from ablate.config import StudyConfig
 from ablate.errors import StorageError
 from ablate.study.cells import RepeatCell, CellSettings, look_of, repeat_cells
 from ablate.study.paths import StudyPaths, relative_study_file, shown_storage, storage_kind
+from ablate.study.provenance import git_commit
 from ablate.study.repeats import repeats_progress, sequential_settings
 from ablate.study.rows import RESULT_EXTRAS, result_row
 from ablate.study.trial import PREDICTIONS_ATTR
@@ -126,6 +128,9 @@ def _provenance(cfg: StudyConfig, paths: StudyPaths, study: optuna.Study, comple
     devices = sorted({t.user_attrs.get("device", "?") for t in complete})
     precisions = sorted({str(t.user_attrs.get("precision")) for t in complete if t.user_attrs.get("precision")})
     prov = {k: v for k, v in study.user_attrs.get("ablate:provenance", {}).items() if k != "host"}
+    written = git_commit(Path(ablate.__file__).parent)
+    if written != prov.get("git_commit"):  # the analysis ran later, at another commit, than the training
+        prov["report written at git_commit"] = written
     prov.update({
         "study_file": relative_study_file(paths),
         "storage": shown_storage(paths),
