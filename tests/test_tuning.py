@@ -148,8 +148,14 @@ def test_tuning_curve_rejects_what_is_not_a_search():
 # --------------------------------------------------------------------------- tuning.json
 
 
-def test_the_committed_tuning_json_reads_as_completed_trials(tmp_path, no_figures):
-    tuning = read_tuning(DIGITS / "tuning.json")
+def test_a_tuning_json_from_before_pruning_and_confirmation_reads_as_completed_trials(tmp_path, no_figures):
+    # the shape the first digits report was committed in: completed trials only, no confirmation
+    legacy = {arm: {"method": "per-arm", "settings": {"train.lr": 0.003}, "n_trials": 3, "importances": {},
+                    "search_values": values}
+              for arm, values in {"fmce": [0.9444444444444444, 0.9444444444444444],
+                                  "single": [0.9111111111111111]}.items()}  # fmt: skip
+    (tmp_path / "tuning.json").write_text(json.dumps(legacy))
+    tuning = read_tuning(tmp_path / "tuning.json")
     assert tuning["fmce"]["search_values"] == [0.9444444444444444, 0.9444444444444444]
     assert tuning["fmce"]["search_pruned"] == [False, False]
     assert all(t["confirm"] is None and t["replicates"] is None for t in tuning.values())
@@ -158,10 +164,27 @@ def test_the_committed_tuning_json_reads_as_completed_trials(tmp_path, no_figure
     saved = json.loads((tmp_path / "a" / "tuning.json").read_text())
     assert saved["single"]["curve"]["trials"] == 1 and saved["single"]["curve"]["band"] == "ld_equal_tailed"
     assert saved["single"]["curve"]["expected"] == [0.9111111111111111]
+    text = (tmp_path / "a" / "report.md").read_text()
+    assert "2 more finished trials without a recorded value" in text  # single: n_trials 3, one recorded
+    assert "Too few trials for the band to say much: at n = 1 it spans" in text
     # read back (the stored curve is recomputed, not trusted) and written again: the same bytes
     write_report_dir(results, tmp_path / "b", AnalysisSettings.read(DIGITS / "analysis.json"),
                      tuning=read_tuning(tmp_path / "a" / "tuning.json"))  # fmt: skip
     assert (tmp_path / "b" / "tuning.json").read_bytes() == (tmp_path / "a" / "tuning.json").read_bytes()
+
+
+def test_the_committed_digits_tuning_keeps_pruned_trials_and_the_confirmation():
+    tuning = read_tuning(DIGITS / "tuning.json")
+    assert set(tuning) == {"fmce", "nfmce", "single", "single-long", "ensemble"}
+    assert all(t["n_trials"] == 4 and len(t["search_values"]) == 4 for t in tuning.values())
+    # single's trial 2 was pruned and counts at its last reported value
+    assert tuning["single"]["search_pruned"] == [False, False, True, False]
+    assert tuning["single"]["search_values"][2] == pytest.approx(0.8944444444444445)
+    confirm = tuning["single"]["confirm"]
+    assert (confirm["top"], confirm["seeds"], confirm["search_winner"], confirm["confirm_winner"]) == (2, 2, 0, 3)
+    assert [c["mean"] for c in confirm["candidates"]] == [np.mean(c["values"]) for c in confirm["candidates"]]
+    # the repeats ran the confirmation winner's settings, not the search winner's
+    assert tuning["fmce"]["confirm"]["confirm_winner"] == 0 != tuning["fmce"]["confirm"]["search_winner"]
 
 
 def test_cli_report_of_the_committed_digits_study_shows_the_bands(tmp_path):
@@ -173,12 +196,17 @@ def test_cli_report_of_the_committed_digits_study_shows_the_bands(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert "simultaneous 95% confidence band" in text and "Lourie et al. 2024" in text
     assert "with TPE sampling and pruning each trial depends on the earlier ones" in text
-    single = json.loads((tmp_path / "out" / "tuning.json").read_text())["single"]["curve"]
-    assert (f"| 1 | 91.11 | [{100 * single['low'][0]:.2f}, {100 * single['high'][0]:.2f}] |") in text
-    assert "Too few trials for the band to say much: at n = 1 it spans" in text
-    assert "2 more finished trials without a recorded value" in text  # n_trials 3, one completed
-    assert "![search tuning](figures/search_tuning.png)" in text
-    assert (tmp_path / "out" / "figures" / "search_tuning.png").read_bytes()[:4] == b"\x89PNG"
+    single = json.loads((tmp_path / "out" / "tuning.json").read_text())["single"]
+    curve = single["curve"]
+    # the expected best of one trial is the mean of all four, the pruned one at its last value
+    assert curve["expected"][0] == pytest.approx(np.mean(single["search_values"])) == pytest.approx(0.931944, abs=1e-6)
+    assert f"| 1 | 93.19 | [{100 * curve['low'][0]:.2f}, {100 * curve['high'][0]:.2f}] |" in text
+    # at n = 4 the band spans 31 points, under the 50 at which the report says it is too wide to say much
+    assert f"| 4 | 94.83 | [{100 * curve['low'][-1]:.2f}, {100 * curve['high'][-1]:.2f}] |" in text
+    assert 25 < 100 * (curve["high"][-1] - curve["low"][-1]) < 50 and "Too few trials for the band" not in text
+    assert "The confirmation chose trial 3 over the search's winner, trial 0" in text
+    assert "![digits tuning](figures/digits_tuning.png)" in text
+    assert (tmp_path / "out" / "figures" / "digits_tuning.png").read_bytes()[:4] == b"\x89PNG"
     # the report's own folder, reported again: tuning.json byte for byte
     assert main(["report", "--results", str(tmp_path / "out" / "results.csv"), "--out", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "tuning.json").read_bytes() == (tmp_path / "out" / "tuning.json").read_bytes()
