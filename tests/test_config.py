@@ -119,3 +119,17 @@ def test_repeats_vary_every_source_by_default_and_a_run_has_a_seed_per_source():
     assert cfg.dataset.partition == cfg.dataset.split_seed
     with pytest.raises(ConfigError, match="repeats.vary"):
         parse_study("name: x\nrepeats: {vary: [init, weather]}\n")
+
+
+def test_the_readme_study_file_is_the_committed_one():
+    """The README shows studies/fmce-digits.yaml with notes added: its keys and values must stay as committed."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    blocks = re.findall(r"```yaml\n(.*?)```", (root / "README.md").read_text(), flags=re.S)
+    shown = [yaml.safe_load(b) for b in blocks if b.startswith("name: fmce-digits")]
+    assert len(shown) == 1
+    assert shown[0] == yaml.safe_load((root / "studies" / "fmce-digits.yaml").read_text())
