@@ -597,3 +597,18 @@ def test_predictions_apply_to_results_reports_only(tmp_path, capsys, write_study
     path = write_study(tiny_study_text(extra="repeats: {seeds: 2}\n"))
     _one_line_error(capsys, ["report", str(path), "--predictions", str(tmp_path / "p.csv.gz")],
                     "--predictions applies to --results only")
+
+
+def test_a_row_without_predictions_gives_the_holm_p_its_verdict_used():
+    results, predictions = predicted_study(seeds=5)
+    partial = predictions[~((predictions["arm"] == "nfmce") & (predictions["seed"] == 4))]
+    comparisons = stats.compare(results, predictions=partial)
+    assert comparisons["p_new_data"].notna().tolist() == [False, False, True]  # only the contrast without nfmce has all seeds
+    held = stats.verdict_holm(comparisons)
+    text = render_report(comparisons, stats.summarize(results), profiles=stats.profile_arms(results))
+    for row, p in zip(comparisons.to_dict("records"), held["p_verdict_holm"]):
+        if math.isfinite(row["p_new_data"]):
+            assert row["p_new_data_holm"] == pytest.approx(p)
+        else:  # this test set's p, adjusted together with the other row's new-data p
+            assert f"on this test set, Holm p = {format_p(p)}: {row['verdict']}" in text
+    assert "1 of 5 paired seeds lack predictions: no new-data test" in comparisons["warnings"].iloc[0]

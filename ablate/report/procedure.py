@@ -110,8 +110,9 @@ STEPS: tuple[Step, ...] = (
         "MS_residual) / (S N)). With every x the same "
         "there is no interval and p is the sign-flip test of the per-seed differences. Columns "
         "`n_examples, ci_low_new_data, ci_high_new_data, df_new_data, p_new_data, p_new_data_holm, "
-        "sd_test_sampling`, empty without predictions (and for a row with predictions for fewer than 2 paired "
-        "seeds, which a warning names).\n\n"
+        "sd_test_sampling`, empty without predictions, and for a row where any paired seed lacks predictions "
+        "(a warning names how many): the difference is over all its paired seeds, and an interval over fewer "
+        "would describe another difference, so that row is decided on this test set.\n\n"
         "Checked against the pigeonhole bootstrap (Owen 2007), which resamples seeds and, jointly for every "
         "run, test images (`ablate.stats.paired_bootstrap`, seeded): on simulated tables of 6 seeds × 360 "
         "images whose arms disagree on 4 to 12% of the images, its 95% interval is 8 to 15% wider than the "
@@ -120,14 +121,19 @@ STEPS: tuple[Step, ...] = (
         "covers it in 83 to 89% (`python scripts/crossed_vs_bootstrap.py` prints these figures).",
     ),
     Step(
-        "p Holm adjusts p paired, p TOST Holm p TOST, p new data Holm p new data and p TOST new data Holm p "
-        "TOST new data, each by Holm's step-down procedure (Holm 1979) over every row of the comparisons "
-        "table. The verdict uses the new-data test where a row has it, else this test set's: a contrast is "
-        "significant when that Holm p < {alpha}. When the permutation test cannot reach {alpha} at this n, a "
+        "Each row's deciding p is p new data where the row has the new-data test, else p paired (and its "
+        "TOST p likewise); these are Holm-adjusted once by Holm's step-down procedure (Holm 1979) over every "
+        "row of the comparisons table, rows with and without predictions together: on the rows with the "
+        "new-data test they are p new data Holm and p TOST new data Holm; on the others, the Holm p the "
+        "report's sentence gives (p Holm when no row has the new-data test). A contrast is significant when "
+        "its adjusted deciding p < {alpha}, practically equivalent when its adjusted deciding TOST p < "
+        "{alpha}. p Holm and p TOST Holm adjust this test set's p paired and p TOST over every row, for "
+        "reference. When the permutation test cannot reach {alpha} at this n, a "
         "significant verdict on this test set says it rests on the paired t-test alone.",
         "The family is every row of the comparisons table, all contrasts on all data sets, so the "
         "family-wise error rate is at most alpha however many rows there are (statsmodels' `multipletests`, "
-        "method `holm`). Rows whose p is undefined (NaN) are left out of the family. The columns without a "
+        "method `holm`; `ablate.stats.verdict_holm`). Rows whose p is undefined (NaN) are left out of the "
+        "family. The columns without a "
         "suffix stay for every table, named \"this test set\" in the report.",
     ),
     Step(

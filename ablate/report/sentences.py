@@ -57,7 +57,10 @@ def _numbers(row: Mapping[str, object]) -> str:
                else "(zero spread: no interval)")
         return (f"{diff}, {new} on new data (seeds and test images random), Holm p = "
                 f"{format_p(row.get('p_new_data_holm', math.nan))}; {this}, Holm p = {format_p(row['p_holm'])}")
-    return f"{diff} {this}, Holm p = {format_p(row['p_holm'])}"
+    # the verdict's Holm p: this test set's p adjusted with the other rows' deciding p-values
+    # (equal to p_holm unless some rows decide on new data)
+    deciding = row.get("p_verdict_holm", math.nan)
+    return f"{diff} {this}, Holm p = {format_p(deciding if is_finite(deciding) else row['p_holm'])}"
 
 
 def _planning(row: Mapping[str, object], alpha: float, family: int | None) -> str:
@@ -179,7 +182,8 @@ def variance_sentence(vary: Sequence[str] | None, test_images: Mapping[str, floa
         images = "the test images"
     if new_data:
         return (f"What the intervals cover: {seeds}; {images} are a sample too: the intervals marked new data, "
-                "and the verdicts, which use them, hold for new data from the same distribution; those marked "
-                "this test set hold for these test images only.")
+                "and the verdicts of the rows that have them, hold for new data from the same distribution; those "
+                "marked this test set, and the verdicts of rows without a new-data interval (a paired seed lacks "
+                "predictions), hold for these test images only.")
     return (f"What the intervals cover: {seeds}; {images} are held fixed: no per-example predictions were given, "
             "so every interval and verdict holds for this test set only, not for new data from the same distribution.")

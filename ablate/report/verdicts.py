@@ -11,7 +11,7 @@ from ablate.analysis import AnalysisSettings, SequentialPlan, is_finite
 from ablate.report.formatting import (NA, format_count, format_points, format_prob, format_signed, plural,
                                       table)
 from ablate.report.sentences import across_sentence, sequential_sentence, variance_sentence, verdict_sentence
-from ablate.stats import Aggregate, TooShort
+from ablate.stats import Aggregate, TooShort, verdict_holm
 
 __all__ = ["verdict_section", "sequential_section", "has_new_data"]
 
@@ -80,7 +80,13 @@ def _per_dataset_verdicts(comparisons: pd.DataFrame, sequential: pd.DataFrame | 
         return [f"- {sequential_sentence(r, by_key.get((r['dataset'], r['arm_a'], r['arm_b'])))}"
                 for r in sequential.to_dict("records")] + [""]
     family = int((comparisons["n"].astype(int) >= 2).sum())
+    if set(_DECIDING) <= set(comparisons.columns):
+        comparisons = comparisons.assign(**verdict_holm(comparisons, alpha))
     return [f"- {verdict_sentence(row, alpha, family)}" for row in comparisons.to_dict("records")] + [""]
+
+
+# The columns the verdict's Holm p-values come from (ablate.stats.verdict_holm).
+_DECIDING = ("p_new_data", "p_paired", "p_tost_new_data", "p_tost")
 
 
 def _too_short(too_short: Sequence[TooShort]) -> list[str]:
@@ -138,12 +144,14 @@ def _how_to_read(comparisons: pd.DataFrame, settings: AnalysisSettings, plan: Se
         ]
     if has_new_data(comparisons):
         return [
-            f"Differences are A − B in accuracy points. The verdicts use the test for new data: seeds and test "
-            f"images both random (a crossed two-way design, Satterthwaite's degrees of freedom); \"significant\" "
-            f"means its Holm-adjusted p < {alpha:g} over all {len(comparisons)} rows, and \"practically "
-            f"equivalent\" that its Holm-adjusted equivalence test (TOST) puts the difference within {rope_text} "
-            f"at p < {alpha:g}. The 95% paired-t intervals over seeds alone are given beside them as \"this test "
-            "set\": they leave out test-set sampling.",
+            f"Differences are A − B in accuracy points. Where every paired seed has predictions the verdict "
+            f"uses the test for new data: seeds and test images both random (a crossed two-way design, "
+            f"Satterthwaite's degrees of freedom); elsewhere this test set's paired t. Each row's deciding p is "
+            f"Holm-adjusted once over all {len(comparisons)} rows together: \"significant\" means that "
+            f"Holm-adjusted p < {alpha:g}, and \"practically equivalent\" that the Holm-adjusted equivalence test "
+            f"(TOST) of the same test puts the difference within {rope_text} at p < {alpha:g}. The 95% paired-t "
+            "intervals over seeds alone are given beside them as \"this test set\": they leave out test-set "
+            "sampling.",
             "",
         ]
     return [
