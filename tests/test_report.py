@@ -81,6 +81,11 @@ def test_verdict_sentence_reads_like_the_example():
         "**fmce vs nfmce** on digits: +0.40 points, [\u22120.90, +1.70] on new data (seeds and test images "
         "random), Holm p = 0.410; [\u22120.10, +0.90] on this test set, Holm p = 0.210: not significant;"
     )
+    assert verdict_sentence(row).endswith(
+        "not significant; for the paired t on this test set (seed-to-seed variance only; more seeds never remove "
+        "test-set sampling), smallest difference these 5 seeds detect with 80% power: 1.68 points; 12 seeds give "
+        "80% power for the smallest effect of interest."
+    )
 
 
 # --------------------------------------------------------------------------- render

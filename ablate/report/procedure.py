@@ -169,7 +169,10 @@ STEPS: tuple[Step, ...] = (
         "MDE 80% is the smallest difference a paired t-test detects with 80% power at this n, and seeds for "
         "smallest effect the number of seeds that gives 80% power against {effect}, both from the observed sd "
         "of the differences and at the level a contrast must pass at Holm's first step, {alpha}/m over the m "
-        "rows with 2 or more pairs. No \"observed power\" is given: it is a function of the p-value and adds "
+        "rows with 2 or more pairs. Both are for the paired t-test over seeds on this test set, also where "
+        "the verdict uses the new-data test, and the report says so there: they count seed-to-seed variance "
+        "only, and more seeds never remove the test-set sampling that the new-data test includes. No "
+        "\"observed power\" is given: it is a function of the p-value and adds "
         "nothing to it (Hoenig and Heisey 2001).",
         "Planning, not post-hoc power: one power function, `ablate.stats.fixed_design_power`, the probability "
         "that the paired t statistic (noncentral t, `scipy.stats.nct`) exceeds t_(1 − a/2)(n − 1) in the "

@@ -75,6 +75,10 @@ def _planning(row: Mapping[str, object], alpha: float, family: int | None) -> st
     if is_finite(seeds) or (isinstance(seeds, float) and math.isinf(seeds)):
         plan += f"; {format_count(seeds)} seeds give 80% power for the smallest effect of interest"
         plan += "" if is_finite(mde) else level
+    if is_finite(row.get("p_new_data")) and plan != f"n = {n}":
+        # the planning figures are the paired t's over seeds, not the new-data test the verdict uses
+        plan = (f"for the paired t on this test set (seed-to-seed variance only; more seeds never remove "
+                f"test-set sampling), {plan}")
     return plan
 
 
