@@ -617,3 +617,15 @@ def test_a_row_without_predictions_gives_the_holm_p_its_verdict_used():
         else:  # this test set's p, adjusted together with the other row's new-data p
             assert f"on this test set, Holm p = {format_p(p)}: {row['verdict']}" in text
     assert "1 of 5 paired seeds lack predictions: no new-data test" in comparisons["warnings"].iloc[0]
+
+
+def test_verdicts_per_replicate_use_each_replicate_s_predictions(tmp_path, no_figures):
+    results, predictions = predicted_study(seeds=5)
+    results = pd.concat([results.assign(replicate=r) for r in (0, 1)], ignore_index=True)
+    predictions = pd.concat([predictions.assign(replicate=r) for r in (0, 1)], ignore_index=True)
+    write_report_dir(results, tmp_path, AnalysisSettings(title="t"), predictions=predictions)
+    written = pd.read_csv(tmp_path / "replicates.csv")
+    one = stats.replicate_rows(results, 1)
+    with_new_data = stats.compare(one, predictions=predictions[predictions["replicate"] == 1])
+    assert list(written[written["replicate"] == 1]["verdict"]) == list(with_new_data["verdict"])
+    assert list(with_new_data["verdict"]) != list(stats.compare(one)["verdict"])  # the seeds alone decide otherwise

@@ -123,7 +123,7 @@ def write_report_dir(
     found = _analyse(stats.replicate_rows(table), settings, _replicate_zero(predictions))
     tuning = check_tuning(tuning)
     tuning = with_curves(tuning) if tuning is not None else None
-    replicates = _replicate_verdicts(table, settings)
+    replicates = _replicate_verdicts(table, settings, predictions)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_csv = _write_tables(out_dir, table, found, settings, tuning, replicates)
     _write_predictions(out_dir, predictions)
@@ -175,11 +175,13 @@ def _analyse(results: pd.DataFrame, settings: AnalysisSettings, predictions: pd.
     return _Statistics(results, comparisons, summaries, profiles, aggregate, sequential, too_short, disagreement)
 
 
-def _replicate_verdicts(results: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame | None:
-    """Each contrast's verdict per replicate search; None with one search."""
+def _replicate_verdicts(results: pd.DataFrame, settings: AnalysisSettings,
+                        predictions: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Each contrast's verdict per replicate search, decided as the main table's are (with each
+    replicate's own predictions, which ``compare`` picks by run); None with one search."""
     s = settings
     compare = partial(stats.compare, contrasts=s.contrasts, rope=s.rope, alpha=s.alpha,
-                      smallest_effect=s.smallest_effect, still_rising=s.still_rising)
+                      smallest_effect=s.smallest_effect, still_rising=s.still_rising, predictions=predictions)
     verdicts = stats.replicate_verdicts(results, compare)
     return None if verdicts.empty else verdicts
 

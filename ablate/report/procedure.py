@@ -277,7 +277,8 @@ STEPS: tuple[Step, ...] = (
     Step(
         "With several independent searches per arm, every table above uses the runs of replicate 0; the "
         "spread of the chosen settings' validation accuracy is shown per arm, and each replicate's runs are "
-        "compared on their own (steps 3 to 8, Holm within the replicate): a verdict holds when every replicate "
+        "compared on their own (steps 3 to 8 with that replicate's own predictions where they exist, Holm "
+        "within the replicate): a verdict holds when every replicate "
         "reaches the same decision (Bouthillier et al. 2021 count the search among the sources of variance).",
         "`ablate.stats.replicate_verdicts`, written to replicates.csv; a results table without a `replicate` "
         "column is all replicate 0 and shows no such table. The decision is the verdict without its notes "
