@@ -256,7 +256,7 @@ def test_single_long_reaching_above_the_smallest_effect_marks_single_too_short(t
     text = write_report_dir(results, tmp_path, settings).read_text()
     (short,) = stats.too_short_recipes(results, smallest_effect=1.0)
     assert short.diff < 1.0 < short.ci_high  # a gain below the smallest effect, yet it may be too short
-    assert (f"On d, single-long beats single by {format_points(short.diff, signed=True)} points "
+    assert (f"On d, single-long \u2212 single = {format_points(short.diff, signed=True)} points "
             f"[{format_points(short.ci_low, signed=True)}, {format_points(short.ci_high, signed=True)}] on this test "
             "set over 6 seeds: that reaches above the smallest effect of interest (1.00 points), so single may be "
             "too short") in text

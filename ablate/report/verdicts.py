@@ -97,7 +97,7 @@ def _too_short(too_short: Sequence[TooShort]) -> list[str]:
                     else "the same at every seed")
         threshold = "the smallest effect of interest" if item.threshold_source == "smallest effect" else "the ROPE"
         lines += [
-            f"On {item.dataset}, single-long beats {item.arm} by {format_signed(item.diff)} points {interval} over "
+            f"On {item.dataset}, single-long − {item.arm} = {format_signed(item.diff)} points {interval} over "
             f"{item.n} seeds: that reaches above {threshold} ({format_points(item.threshold)} points), so {item.arm} "
             "may be too short, significant or not; a small late validation gain does not show otherwise, because "
             "a cosine schedule flattens every curve in its last quarter. Every verdict involving it says so.",
