@@ -629,3 +629,33 @@ def test_verdicts_per_replicate_use_each_replicate_s_predictions(tmp_path, no_fi
     with_new_data = stats.compare(one, predictions=predictions[predictions["replicate"] == 1])
     assert list(written[written["replicate"] == 1]["verdict"]) == list(with_new_data["verdict"])
     assert list(with_new_data["verdict"]) != list(stats.compare(one)["verdict"])  # the seeds alone decide otherwise
+
+
+def test_a_figure_that_fails_leaves_the_previous_report_as_it_was(tmp_path, no_figures, monkeypatch):
+    out = tmp_path / "rep"
+    results = study(n_seeds=3)
+    write_report_dir(results, out, AnalysisSettings(title="before"))
+    (out / "README.md").write_text("kept\n")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(rows, path, title):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(report_figures, "arm_comparison", broken)
+    changed = results.assign(accuracy=results["accuracy"] * 0.99)
+    with pytest.raises(RuntimeError, match="no display"):
+        write_report_dir(changed, out, AnalysisSettings(title="after"))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging folder left behind
+
+
+def test_a_rewrite_removes_stale_figures_and_keeps_files_it_does_not_write(tmp_path, no_figures):
+    out = tmp_path / "rep"
+    write_report_dir(study(n_seeds=3), out, AnalysisSettings(title="t"))
+    assert (out / "figures" / "cifar_10_arms.png").exists()
+    (out / "README.md").write_text("kept\n")
+    (out / "figures" / "old_dataset_arms.png").write_bytes(b"png")
+    write_report_dir(study(n_seeds=3, datasets=("digits",)), out, AnalysisSettings(title="t"))
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["digits_arms.png"]
+    assert (out / "README.md").read_text() == "kept\n"
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
