@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -551,6 +552,20 @@ def test_a_bad_predictions_file_is_one_line_at_the_command_line(tmp_path, capsys
                     "predictions.csv.gz: predictions table lacks column(s) predicted")
     _one_line_error(capsys, ["report", "--results", str(path), "--predictions", str(tmp_path / "none.csv.gz")],
                     "no such predictions file")
+    good = io.BytesIO()
+    predictions.to_csv(good, index=False, compression={"method": "gzip", "mtime": 0})
+    damaged = bytearray(good.getvalue())
+    damaged[40:60] = bytes(20)  # the deflate stream broken: zlib.error
+    (tmp_path / "predictions.csv.gz").write_bytes(bytes(damaged))
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+                    "predictions.csv.gz: cannot read predictions CSV")
+    (tmp_path / "predictions.csv.gz").write_bytes(good.getvalue()[:-30])  # cut short: EOFError
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+                    "predictions.csv.gz: cannot read predictions CSV")
+    (tmp_path / "predictions.csv.gz").write_bytes(b"not gzip at all")  # gzip.BadGzipFile
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+                    "predictions.csv.gz: cannot read predictions CSV")
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_sequential_report_gives_the_new_data_interval_beside_each_decided_contrast(tmp_path, no_figures):
