@@ -110,7 +110,7 @@ def test_render_report_sections_and_inputs():
     assert text.startswith("# FMCE ablation\n")
     assert "![digits arms](figures/digits_arms.png)" in text and "(figures/cd.png)" in text
     assert "| git commit | abc123 |" in text and '| versions | {"torch": "2.5.1"} |' in text
-    assert "±0.20 points at p < 0.01" in text
+    assert "±0.20 points (given) at p < 0.01" in text
     for ref in ("Holm, S. (1979)", "Benavoli", "Schuirmann", "Dem\u0161ar, J. (2006)", "Welch", "Student (1908)",
                 "Hoenig, J. M., Heisey", "Lakens, D. (2013)", "Iman, R. L., Davenport", "Dodge, J.", "Higgins"):
         assert ref in text

@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 from ablate.analysis import is_finite
-from ablate.report.formatting import (format_count, format_p, format_points, format_prob, format_signed,
-                                      format_thousands)
+from ablate.report.formatting import (format_count, format_interval, format_p, format_points, format_prob,
+                                      format_signed, format_thousands)
 
 __all__ = ["confound_text", "verdict_sentence", "sequential_sentence", "across_sentence", "variance_sentence"]
 
@@ -43,17 +43,14 @@ def verdict_sentence(row: Mapping[str, object], alpha: float = 0.05, family: int
     return f"{head}: {_numbers(row)}: {row['verdict']}{tail}; {_planning(row, alpha, family)}."
 
 
-def _interval(low: object, high: object) -> str:
-    return f"[{format_signed(low)}, {format_signed(high)}]"
-
 
 def _numbers(row: Mapping[str, object]) -> str:
     """The difference, its intervals and Holm p, the verdict's first."""
     diff = f"{format_signed(row['diff'])} points"
-    this = (f"{_interval(row['ci_low'], row['ci_high'])} on this test set" if is_finite(row.get("ci_low"))
+    this = (f"{format_interval(row['ci_low'], row['ci_high'])} on this test set" if is_finite(row.get("ci_low"))
             else "on this test set the same at every seed (zero spread: no interval; p from the exact sign-flip test)")
     if is_finite(row.get("p_new_data")):
-        new = (_interval(row["ci_low_new_data"], row["ci_high_new_data"]) if is_finite(row.get("ci_low_new_data"))
+        new = (format_interval(row["ci_low_new_data"], row["ci_high_new_data"]) if is_finite(row.get("ci_low_new_data"))
                else "(zero spread: no interval)")
         return (f"{diff}, {new} on new data (seeds and test images random), Holm p = "
                 f"{format_p(row.get('p_new_data_holm', math.nan))}; {this}, Holm p = {format_p(row['p_holm'])}")
@@ -98,7 +95,7 @@ def sequential_sentence(seq: Mapping[str, object], row: Mapping[str, object] | N
     if look == 0:
         return f"{head}: {verdict}{tail} (no look complete yet)."
     if is_finite(seq["interval_low"]):
-        interval = f"design-adjusted interval {_interval(seq['interval_low'], seq['interval_high'])}"
+        interval = f"design-adjusted interval {format_interval(seq['interval_low'], seq['interval_high'])}"
     else:
         interval = "no design-adjusted interval (the look's differences have zero spread or lack a pair)"
     text = f"{head}: {format_signed(seq['diff'])} points, {interval}: {verdict}{tail}"
@@ -111,7 +108,7 @@ def sequential_sentence(seq: Mapping[str, object], row: Mapping[str, object] | N
         text += "; decided by the design's seed-level test, whose boundaries are calibrated for it (this test set)"
         if row is not None and is_finite(row.get("p_new_data")) and is_finite(row.get("ci_low_new_data")):
             text += (f"; for new data (seeds and test images random, all {int(row['n'])} seeds run) "
-                     f"{_interval(row['ci_low_new_data'], row['ci_high_new_data'])}")
+                     f"{format_interval(row['ci_low_new_data'], row['ci_high_new_data'])}")
     fixed = seq.get("fixed_seeds_same_power", math.nan)
     if is_finite(seq.get("power")) and (is_finite(fixed) or (isinstance(fixed, float) and math.isinf(fixed))):
         source = "3 × rope" if seq["effect_source"] == "3 x rope" else "the smallest effect of interest"

@@ -10,6 +10,7 @@ import pandas as pd
 from ablate.analysis import AnalysisSettings, SequentialPlan, is_finite
 from ablate.report.formatting import (NA, format_count, format_points, format_prob, format_signed, plural,
                                       table)
+from ablate.report.procedure import template_values
 from ablate.report.sentences import across_sentence, sequential_sentence, variance_sentence, verdict_sentence
 from ablate.stats import Aggregate, TooShort, verdict_holm
 
@@ -123,12 +124,7 @@ def _confounded(comparisons: pd.DataFrame) -> list[str]:
 
 def _how_to_read(comparisons: pd.DataFrame, settings: AnalysisSettings, plan: SequentialPlan | None) -> list[str]:
     alpha = settings.alpha
-    rope_text = (
-        f"±{format_points(settings.rope)} points" if settings.rope is not None
-        else f"±{format_points(settings.smallest_effect)} points (the smallest effect of interest)"
-        if settings.smallest_effect is not None
-        else "± the larger of 0.1 points and one test image of that data set (column rope)"
-    )
+    rope_text = template_values(settings, plan)["rope"]  # as the Procedure section words it
     if plan is not None:
         return [
             f"Sequential seeds (looks at {', '.join(str(n) for n in plan.looks)} seeds, "

@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 PREDICTION_COLUMNS = ("dataset", "arm", "seed", "example", "label", "predicted")
-_INTEGERS = ("seed", "replicate", "example", "label", "predicted")
 
 
 def load_predictions(path: str | Path, results: pd.DataFrame) -> pd.DataFrame:
