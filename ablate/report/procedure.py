@@ -116,7 +116,9 @@ STEPS: tuple[Step, ...] = (
         "Checked against the pigeonhole bootstrap (Owen 2007), which resamples seeds and, jointly for every "
         "run, test images (`ablate.stats.paired_bootstrap`, seeded): on simulated tables of 6 seeds × 360 "
         "images whose arms disagree on 4 to 12% of the images, its 95% interval is 8 to 15% wider than the "
-        "formula's (median), as Owen's bootstrap counts the residual variance twice, and the formula's "
+        "formula's (median), as Owen's bootstrap adds about two and a half times the residual variance (its "
+        "variance × S N comes to about MS_seed + MS_example + 1.6 MS_residual, the formula's MS_seed + "
+        "MS_example − MS_residual), and the formula's "
         "interval covers the difference on new data in 95 to 96% of tables where the seeds-only paired t interval "
         "covers it in 83 to 89% (`python scripts/crossed_vs_bootstrap.py` prints these figures).",
     ),
