@@ -5,7 +5,7 @@
 
 Two arms' right/wrong on 360 test images, 6 seeds: most images easy for both (p = 0.995); some favour A
 (p_A = 0.8, p_B = 0.3), as many favour B, some are hard for both (p = 0.5); a seed shift of sd 0.3 logits
-per run. The share of hard images sets the disagreement (5-15%).
+per run. The share of hard images sets the disagreement (about 4-12%).
 """
 import numpy as np
 from scipy import stats

@@ -119,7 +119,7 @@ def test_the_pigeonhole_bootstrap_agrees_with_the_formula_on_a_realistic_table()
     means, shares = stats.paired_bootstrap(x, examples=True)
     low, high = np.quantile(means, [0.025, 0.975])
     width = got.ci_high - got.ci_low
-    # the bootstrap counts the residual twice (Owen 2007), so it runs somewhat wider
+    # the bootstrap adds about 2.6 residual mean squares to the formula's variance (Owen 2007), so it runs wider
     assert 1.0 < (high - low) / width < 1.25
     assert abs(low - got.ci_low) < 0.15 * width and abs(high - got.ci_high) < 0.15 * width
     assert np.mean(means) == pytest.approx(x.mean(), abs=0.05 * width)
@@ -204,15 +204,44 @@ def test_the_verdict_uses_the_new_data_test_and_its_holm_adjustment():
     assert stats.compare(results, contrasts=[("a", "b")])["verdict"].iloc[0] == "significant: a better"
 
 
-def test_rows_without_enough_predictions_keep_this_test_set_s_verdict():
+def test_rows_without_predictions_for_every_paired_seed_keep_this_test_set_s_verdict():
     results, predictions = runs_table({"a": RIGHT_A, "b": RIGHT_B})
-    one_seed = predictions[~((predictions["arm"] == "b") & (predictions["seed"] >= 1))]
-    row = stats.compare(results, predictions=one_seed).iloc[0]
-    assert math.isnan(row["p_new_data"]) and "predictions for fewer than 2 paired seeds" in row["warnings"]
-    three = predictions[~((predictions["arm"] == "b") & (predictions["seed"] == 3))]
-    row = stats.compare(results, predictions=three).iloc[0]
-    assert row["p_new_data"] == pytest.approx(stats.crossed_design(100.0 * (RIGHT_A[:3] - RIGHT_B[:3])).p)
-    assert "1 paired seed(s) lack predictions: the new-data figures use 3" in row["warnings"]
+    full = stats.compare(results).iloc[0]
+    for drop in (predictions["seed"] >= 1, predictions["seed"] == 3):
+        partial = predictions[~((predictions["arm"] == "b") & drop)]
+        row = stats.compare(results, predictions=partial).iloc[0]
+        # diff is over all 4 seeds, so no new-data interval over fewer is set beside it
+        assert math.isnan(row["p_new_data"]) and math.isnan(row["ci_low_new_data"])
+        lacking = int(drop[predictions["arm"] == "b"].groupby(predictions["seed"]).any().sum())
+        assert f"{lacking} of 4 paired seeds lack predictions: no new-data test" in row["warnings"]
+        assert (row["diff"], row["ci_low"], row["p_holm"]) == pytest.approx(
+            (full["diff"], full["ci_low"], full["p_holm"]))
+        assert row["verdict"] == full["verdict"]
+
+
+def test_holm_adjusts_the_deciding_p_once_over_rows_with_and_without_predictions():
+    rng = np.random.default_rng(1)
+    right = {arm: (rng.random((4, 30)) < share).astype(int) for arm, share in (("a", 0.9), ("b", 0.7), ("c", 0.5))}
+    results, predictions = runs_table(right)
+    with_c = stats.compare(results, contrasts=[("a", "b"), ("a", "c"), ("b", "c")], predictions=predictions)
+    no_c = predictions[predictions["arm"] != "c"]  # only a vs b keeps its new-data test
+    frame = stats.compare(results, contrasts=[("a", "b"), ("a", "c"), ("b", "c")], predictions=no_c)
+    assert frame["p_new_data"].notna().tolist() == [True, False, False]
+    deciding = [frame["p_new_data"].iloc[0], frame["p_paired"].iloc[1], frame["p_paired"].iloc[2]]
+    expected = multipletests(deciding, method="holm")[1]
+    held = stats.verdict_holm(frame)
+    np.testing.assert_allclose(held["p_verdict_holm"], expected)
+    assert frame["p_new_data_holm"].iloc[0] == pytest.approx(expected[0])  # over 3 rows, not 1
+    assert frame["p_new_data_holm"].iloc[1:].isna().all()
+    tost = [frame["p_tost_new_data"].iloc[0], frame["p_tost"].iloc[1], frame["p_tost"].iloc[2]]
+    np.testing.assert_allclose(held["p_tost_verdict_holm"], multipletests(tost, method="holm")[1])
+    np.testing.assert_allclose(frame["p_holm"], multipletests(frame["p_paired"], method="holm")[1])
+    # with predictions everywhere the deciding p is the new-data p on every row
+    np.testing.assert_allclose(stats.verdict_holm(with_c)["p_verdict_holm"],
+                               multipletests(with_c["p_new_data"], method="holm")[1])
+    np.testing.assert_allclose(with_c["p_new_data_holm"], multipletests(with_c["p_new_data"], method="holm")[1])
+    for verdict, p in zip(frame["verdict"], held["p_verdict_holm"]):
+        assert verdict.startswith("significant") == (p < 0.05)
 
 
 def test_disagreement_is_the_share_of_examples_with_exactly_one_arm_right():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -81,6 +82,11 @@ def test_verdict_sentence_reads_like_the_example():
         "**fmce vs nfmce** on digits: +0.40 points, [\u22120.90, +1.70] on new data (seeds and test images "
         "random), Holm p = 0.410; [\u22120.10, +0.90] on this test set, Holm p = 0.210: not significant;"
     )
+    assert verdict_sentence(row).endswith(
+        "not significant; for the paired t on this test set (seed-to-seed variance only; more seeds never remove "
+        "test-set sampling), smallest difference these 5 seeds detect with 80% power: 1.68 points; 12 seeds give "
+        "80% power for the smallest effect of interest."
+    )
 
 
 # --------------------------------------------------------------------------- render
@@ -104,7 +110,7 @@ def test_render_report_sections_and_inputs():
     assert text.startswith("# FMCE ablation\n")
     assert "![digits arms](figures/digits_arms.png)" in text and "(figures/cd.png)" in text
     assert "| git commit | abc123 |" in text and '| versions | {"torch": "2.5.1"} |' in text
-    assert "±0.20 points at p < 0.01" in text
+    assert "±0.20 points (given) at p < 0.01" in text
     for ref in ("Holm, S. (1979)", "Benavoli", "Schuirmann", "Dem\u0161ar, J. (2006)", "Welch", "Student (1908)",
                 "Hoenig, J. M., Heisey", "Lakens, D. (2013)", "Iman, R. L., Davenport", "Dodge, J.", "Higgins"):
         assert ref in text
@@ -251,7 +257,7 @@ def test_single_long_reaching_above_the_smallest_effect_marks_single_too_short(t
     text = write_report_dir(results, tmp_path, settings).read_text()
     (short,) = stats.too_short_recipes(results, smallest_effect=1.0)
     assert short.diff < 1.0 < short.ci_high  # a gain below the smallest effect, yet it may be too short
-    assert (f"On d, single-long beats single by {format_points(short.diff, signed=True)} points "
+    assert (f"On d, single-long \u2212 single = {format_points(short.diff, signed=True)} points "
             f"[{format_points(short.ci_low, signed=True)}, {format_points(short.ci_high, signed=True)}] on this test "
             "set over 6 seeds: that reaches above the smallest effect of interest (1.00 points), so single may be "
             "too short") in text
@@ -546,6 +552,20 @@ def test_a_bad_predictions_file_is_one_line_at_the_command_line(tmp_path, capsys
                     "predictions.csv.gz: predictions table lacks column(s) predicted")
     _one_line_error(capsys, ["report", "--results", str(path), "--predictions", str(tmp_path / "none.csv.gz")],
                     "no such predictions file")
+    good = io.BytesIO()
+    predictions.to_csv(good, index=False, compression={"method": "gzip", "mtime": 0})
+    damaged = bytearray(good.getvalue())
+    damaged[40:60] = bytes(20)  # the deflate stream broken: zlib.error
+    (tmp_path / "predictions.csv.gz").write_bytes(bytes(damaged))
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+                    "predictions.csv.gz: cannot read predictions CSV")
+    (tmp_path / "predictions.csv.gz").write_bytes(good.getvalue()[:-30])  # cut short: EOFError
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+                    "predictions.csv.gz: cannot read predictions CSV")
+    (tmp_path / "predictions.csv.gz").write_bytes(b"not gzip at all")  # gzip.BadGzipFile
+    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+                    "predictions.csv.gz: cannot read predictions CSV")
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_sequential_report_gives_the_new_data_interval_beside_each_decided_contrast(tmp_path, no_figures):
@@ -597,3 +617,60 @@ def test_predictions_apply_to_results_reports_only(tmp_path, capsys, write_study
     path = write_study(tiny_study_text(extra="repeats: {seeds: 2}\n"))
     _one_line_error(capsys, ["report", str(path), "--predictions", str(tmp_path / "p.csv.gz")],
                     "--predictions applies to --results only")
+
+
+def test_a_row_without_predictions_gives_the_holm_p_its_verdict_used():
+    results, predictions = predicted_study(seeds=5)
+    partial = predictions[~((predictions["arm"] == "nfmce") & (predictions["seed"] == 4))]
+    comparisons = stats.compare(results, predictions=partial)
+    assert comparisons["p_new_data"].notna().tolist() == [False, False, True]  # only the contrast without nfmce has all seeds
+    held = stats.verdict_holm(comparisons)
+    text = render_report(comparisons, stats.summarize(results), profiles=stats.profile_arms(results))
+    for row, p in zip(comparisons.to_dict("records"), held["p_verdict_holm"]):
+        if math.isfinite(row["p_new_data"]):
+            assert row["p_new_data_holm"] == pytest.approx(p)
+        else:  # this test set's p, adjusted together with the other row's new-data p
+            assert f"on this test set, Holm p = {format_p(p)}: {row['verdict']}" in text
+    assert "1 of 5 paired seeds lack predictions: no new-data test" in comparisons["warnings"].iloc[0]
+
+
+def test_verdicts_per_replicate_use_each_replicate_s_predictions(tmp_path, no_figures):
+    results, predictions = predicted_study(seeds=5)
+    results = pd.concat([results.assign(replicate=r) for r in (0, 1)], ignore_index=True)
+    predictions = pd.concat([predictions.assign(replicate=r) for r in (0, 1)], ignore_index=True)
+    write_report_dir(results, tmp_path, AnalysisSettings(title="t"), predictions=predictions)
+    written = pd.read_csv(tmp_path / "replicates.csv")
+    one = stats.replicate_rows(results, 1)
+    with_new_data = stats.compare(one, predictions=predictions[predictions["replicate"] == 1])
+    assert list(written[written["replicate"] == 1]["verdict"]) == list(with_new_data["verdict"])
+    assert list(with_new_data["verdict"]) != list(stats.compare(one)["verdict"])  # the seeds alone decide otherwise
+
+
+def test_a_figure_that_fails_leaves_the_previous_report_as_it_was(tmp_path, no_figures, monkeypatch):
+    out = tmp_path / "rep"
+    results = study(n_seeds=3)
+    write_report_dir(results, out, AnalysisSettings(title="before"))
+    (out / "README.md").write_text("kept\n")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(rows, path, title):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(report_figures, "arm_comparison", broken)
+    changed = results.assign(accuracy=results["accuracy"] * 0.99)
+    with pytest.raises(RuntimeError, match="no display"):
+        write_report_dir(changed, out, AnalysisSettings(title="after"))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging folder left behind
+
+
+def test_a_rewrite_removes_stale_figures_and_keeps_files_it_does_not_write(tmp_path, no_figures):
+    out = tmp_path / "rep"
+    write_report_dir(study(n_seeds=3), out, AnalysisSettings(title="t"))
+    assert (out / "figures" / "cifar_10_arms.png").exists()
+    (out / "README.md").write_text("kept\n")
+    (out / "figures" / "old_dataset_arms.png").write_bytes(b"png")
+    write_report_dir(study(n_seeds=3, datasets=("digits",)), out, AnalysisSettings(title="t"))
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["digits_arms.png"]
+    assert (out / "README.md").read_text() == "kept\n"
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())

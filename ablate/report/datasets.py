@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from ablate.analysis import is_finite
-from ablate.report.formatting import (NA, figure_links, format_count, format_p, format_points, format_prob,
-                                      format_seconds, format_signed, format_thousands, table)
+from ablate.report.formatting import (NA, figure_links, format_count, format_interval, format_p, format_points,
+                                      format_prob, format_seconds, format_signed, format_thousands, table)
 
 __all__ = ["dataset_section"]
 
@@ -110,9 +110,6 @@ def _table_of(records: list[dict], columns: tuple, drop: set[str]) -> list[str]:
     return table([header for header, _ in kept], [[cell(r) for _, cell in kept] for r in records])
 
 
-def _interval(low: object, high: object) -> str:
-    return f"[{format_signed(low)}, {format_signed(high)}]" if is_finite(low) else NA
-
 
 def _true(value: object) -> bool:
     """A boolean cell, as computed (a bool or numpy bool) or as read back from comparisons.csv ("True")."""
@@ -132,10 +129,10 @@ def _contrast(r: dict) -> str:
 _TESTS = (
     ("contrast (A vs B)", _contrast), ("n", lambda r: int(r["n"])), ("mean A", lambda r: format_points(r["mean_a"])),
     ("mean B", lambda r: format_points(r["mean_b"])), ("A − B", lambda r: format_signed(r["diff"])),
-    ("95% CI, new data", lambda r: _interval(r["ci_low_new_data"], r["ci_high_new_data"])),
+    ("95% CI, new data", lambda r: format_interval(r["ci_low_new_data"], r["ci_high_new_data"])),
     ("p new data", lambda r: format_p(r["p_new_data"])), ("p new data Holm", lambda r: format_p(r["p_new_data_holm"])),
     ("sd test sampling", lambda r: format_points(r["sd_test_sampling"])),
-    ("95% CI, this test set", lambda r: _interval(r["ci_low"], r["ci_high"])),
+    ("95% CI, this test set", lambda r: format_interval(r["ci_low"], r["ci_high"])),
     ("p paired", lambda r: format_p(r["p_paired"])), ("p Welch", lambda r: format_p(r["p_welch"])),
     ("p perm.", lambda r: format_p(r["p_permutation"])), ("p Holm", lambda r: format_p(r["p_holm"])),
     ("verdict", lambda r: r["verdict"]), ("confounded by", lambda r: r.get("confounded_by", "")),

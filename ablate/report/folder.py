@@ -38,8 +38,11 @@ Re-running ``ablate report --results out_dir/results.csv`` reproduces ``comparis
 ``across.csv`` and ``sequential.csv`` byte for byte: results are written with ``repr`` floats,
 read back exactly (``ablate.stats.load_results``), put in the same canonical order, the
 analysis settings are read back from ``analysis.json`` (and ``tuning.json``, and the predictions
-from ``predictions.csv.gz``), and every random step has a fixed seed. Every file is written to a temporary name in ``out_dir`` and moved into
-place with ``os.replace``, so a reader never sees a half-written file.
+from ``predictions.csv.gz``), and every random step has a fixed seed. Every file is written into a temporary sibling folder
+first and, once all of them (figures and report.md too) are written, moved into place with
+``os.replace``, so a reader never sees a half-written file and a failure leaves the previous
+report as it was; figures in ``figures/`` that the new report did not draw are then removed, and
+files the report never writes (a hand-written README) are kept.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,7 +95,8 @@ def write_report_dir(
         results: results table (``dataset, arm, seed, accuracy``; accuracy a fraction), with
             any of :data:`ablate.stats.OPTIONAL_COLUMNS`. With several ``replicate`` searches
             every statistic but the verdict per replicate uses replicate 0's rows.
-        out_dir: folder to write into (created if missing; files in it are replaced).
+        out_dir: folder to write into (created if missing; the report's files in it are replaced,
+            all at the end, and figures it did not draw are removed; other files are kept).
         settings: the analysis settings, saved as ``analysis.json``; with ``settings.sequential``
             the design's verdicts and ``sequential.csv``.
         provenance: shown in the report as given (a ``host`` key is left out); the SHA-256 of
@@ -123,25 +128,52 @@ def write_report_dir(
     found = _analyse(stats.replicate_rows(table), settings, _replicate_zero(predictions))
     tuning = check_tuning(tuning)
     tuning = with_curves(tuning) if tuning is not None else None
-    replicates = _replicate_verdicts(table, settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results_csv = _write_tables(out_dir, table, found, settings, tuning, replicates)
-    _write_predictions(out_dir, predictions)
+    replicates = _replicate_verdicts(table, settings, predictions)
     curves = stats.replicate_rows(curves) if curves is not None else None
     similarity = stats.replicate_rows(similarity) if similarity is not None else None
-    figure_paths = _draw_figures(found.results, found.aggregate, out_dir, curves, similarity, found.disagreement)
-    figure_paths.update(_draw_tuning_figures(tuning or {}, out_dir))
-    provenance = dict(provenance or {})
-    provenance.setdefault("results.csv sha256", hashlib.sha256(results_csv.encode()).hexdigest())
-    text = render_report(
-        found.comparisons, found.summaries, found.aggregate, settings, provenance=provenance,
-        figures=figure_paths, missing=missing, similarity=_similarity_summary(similarity, found.results),
-        profiles=found.profiles, too_short=found.too_short, tuning=tuning, replicate_verdicts=replicates,
-        sequential=found.sequential, disagreement=found.disagreement,
-    )  # fmt: skip
-    report = out_dir / "report.md"
-    _write_atomic(report, text.encode("utf-8"))
-    return report
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written to a sibling folder first, so a failure (a figure that cannot be
+    # drawn) leaves the previous report whole; only then is each file moved into place.
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        results_csv = _write_tables(staging, table, found, settings, tuning, replicates)
+        _write_predictions(staging, predictions)
+        figure_paths = _draw_figures(found.results, found.aggregate, staging, curves, similarity, found.disagreement)
+        figure_paths.update(_draw_tuning_figures(tuning or {}, staging))
+        provenance = dict(provenance or {})
+        provenance.setdefault("results.csv sha256", hashlib.sha256(results_csv.encode()).hexdigest())
+        text = render_report(
+            found.comparisons, found.summaries, found.aggregate, settings, provenance=provenance,
+            figures=figure_paths, missing=missing, similarity=_similarity_summary(similarity, found.results),
+            profiles=found.profiles, too_short=found.too_short, tuning=tuning, replicate_verdicts=replicates,
+            sequential=found.sequential, disagreement=found.disagreement,
+        )  # fmt: skip
+        _write_atomic(staging / "report.md", text.encode("utf-8"))
+        _publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / "report.md"
+
+
+# Files a report writes only in some analyses: removed from the folder when this one did not write them.
+_OPTIONAL_FILES = ("sequential.csv", "replicates.csv", PREDICTIONS_FILE)
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move every file written in ``staging`` into ``out_dir`` (``os.replace``: each appears whole),
+    then remove what an earlier report wrote and this one did not: its optional files and every
+    figure in ``figures/`` not drawn now. Files the report never writes (a README) are kept."""
+    written = {path.relative_to(staging) for path in staging.rglob("*") if path.is_file()}
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / _FIGURE_DIR).mkdir(exist_ok=True)
+    for relative in sorted(written):
+        os.replace(staging / relative, out_dir / relative)
+    for name in _OPTIONAL_FILES:
+        if Path(name) not in written:
+            (out_dir / name).unlink(missing_ok=True)
+    for figure in (out_dir / _FIGURE_DIR).glob("*.png"):
+        if Path(_FIGURE_DIR, figure.name) not in written:
+            figure.unlink()
 
 
 @dataclass(frozen=True)
@@ -175,11 +207,13 @@ def _analyse(results: pd.DataFrame, settings: AnalysisSettings, predictions: pd.
     return _Statistics(results, comparisons, summaries, profiles, aggregate, sequential, too_short, disagreement)
 
 
-def _replicate_verdicts(results: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame | None:
-    """Each contrast's verdict per replicate search; None with one search."""
+def _replicate_verdicts(results: pd.DataFrame, settings: AnalysisSettings,
+                        predictions: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Each contrast's verdict per replicate search, decided as the main table's are (with each
+    replicate's own predictions, which ``compare`` picks by run); None with one search."""
     s = settings
     compare = partial(stats.compare, contrasts=s.contrasts, rope=s.rope, alpha=s.alpha,
-                      smallest_effect=s.smallest_effect, still_rising=s.still_rising)
+                      smallest_effect=s.smallest_effect, still_rising=s.still_rising, predictions=predictions)
     verdicts = stats.replicate_verdicts(results, compare)
     return None if verdicts.empty else verdicts
 
@@ -197,22 +231,17 @@ def _write_tables(out_dir: Path, results: pd.DataFrame, found: _Statistics, sett
     _write_atomic(out_dir / "across.csv", _csv(stats.across_frame(found.aggregate.across)).encode())
     if found.sequential is not None:
         _write_atomic(out_dir / "sequential.csv", _csv(found.sequential).encode())
-    else:
-        (out_dir / "sequential.csv").unlink(missing_ok=True)  # from an earlier, sequential analysis
     _write_atomic(out_dir / "summaries.csv", _csv(found.summaries).encode())
     if replicates is not None:
         _write_atomic(out_dir / "replicates.csv", _csv(replicates).encode())
-    else:
-        (out_dir / "replicates.csv").unlink(missing_ok=True)  # from an earlier report with several searches
     return results_csv
 
 
 def _write_predictions(out_dir: Path, predictions: pd.DataFrame | None) -> None:
     """``predictions.csv.gz``: gzip with mtime 0 and no file name, so the same table gives the same
-    bytes; removed when there are no predictions (from an earlier analysis)."""
+    bytes; none without predictions."""
     target = out_dir / PREDICTIONS_FILE
     if predictions is None:
-        target.unlink(missing_ok=True)
         return
     buffer = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as archive:

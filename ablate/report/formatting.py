@@ -13,6 +13,7 @@ __all__ = [
     "NA",
     "format_points",
     "format_signed",
+    "format_interval",
     "format_p",
     "format_prob",
     "format_count",
@@ -41,6 +42,11 @@ def format_points(x: float, signed: bool = False, digits: int = 2) -> str:
 def format_signed(x: object, digits: int = 2) -> str:
     """A difference in points with its sign: ``+0.40``, ``−0.10``, ``0.00``."""
     return format_points(x, signed=True, digits=digits)
+
+
+def format_interval(low: object, high: object) -> str:
+    """An interval of differences in points: ``[−0.10, +0.90]``; ``n/a`` when ``low`` is NaN."""
+    return f"[{format_signed(low)}, {format_signed(high)}]" if is_finite(low) else NA
 
 
 def format_p(p: float) -> str:

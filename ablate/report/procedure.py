@@ -110,24 +110,32 @@ STEPS: tuple[Step, ...] = (
         "MS_residual) / (S N)). With every x the same "
         "there is no interval and p is the sign-flip test of the per-seed differences. Columns "
         "`n_examples, ci_low_new_data, ci_high_new_data, df_new_data, p_new_data, p_new_data_holm, "
-        "sd_test_sampling`, empty without predictions (and for a row with predictions for fewer than 2 paired "
-        "seeds, which a warning names).\n\n"
+        "sd_test_sampling`, empty without predictions, and for a row where any paired seed lacks predictions "
+        "(a warning names how many): the difference is over all its paired seeds, and an interval over fewer "
+        "would describe another difference, so that row is decided on this test set.\n\n"
         "Checked against the pigeonhole bootstrap (Owen 2007), which resamples seeds and, jointly for every "
         "run, test images (`ablate.stats.paired_bootstrap`, seeded): on simulated tables of 6 seeds × 360 "
         "images whose arms disagree on 4 to 12% of the images, its 95% interval is 8 to 15% wider than the "
-        "formula's (median), as Owen's bootstrap counts the residual variance twice, and the formula's "
+        "formula's (median), as Owen's bootstrap adds about two and a half times the residual variance (its "
+        "variance × S N comes to about MS_seed + MS_example + 1.6 MS_residual, the formula's MS_seed + "
+        "MS_example − MS_residual), and the formula's "
         "interval covers the difference on new data in 95 to 96% of tables where the seeds-only paired t interval "
         "covers it in 83 to 89% (`python scripts/crossed_vs_bootstrap.py` prints these figures).",
     ),
     Step(
-        "p Holm adjusts p paired, p TOST Holm p TOST, p new data Holm p new data and p TOST new data Holm p "
-        "TOST new data, each by Holm's step-down procedure (Holm 1979) over every row of the comparisons "
-        "table. The verdict uses the new-data test where a row has it, else this test set's: a contrast is "
-        "significant when that Holm p < {alpha}. When the permutation test cannot reach {alpha} at this n, a "
+        "Each row's deciding p is p new data where the row has the new-data test, else p paired (and its "
+        "TOST p likewise); these are Holm-adjusted once by Holm's step-down procedure (Holm 1979) over every "
+        "row of the comparisons table, rows with and without predictions together: on the rows with the "
+        "new-data test they are p new data Holm and p TOST new data Holm; on the others, the Holm p the "
+        "report's sentence gives (p Holm when no row has the new-data test). A contrast is significant when "
+        "its adjusted deciding p < {alpha}, practically equivalent when its adjusted deciding TOST p < "
+        "{alpha}. p Holm and p TOST Holm adjust this test set's p paired and p TOST over every row, for "
+        "reference. When the permutation test cannot reach {alpha} at this n, a "
         "significant verdict on this test set says it rests on the paired t-test alone.",
         "The family is every row of the comparisons table, all contrasts on all data sets, so the "
         "family-wise error rate is at most alpha however many rows there are (statsmodels' `multipletests`, "
-        "method `holm`). Rows whose p is undefined (NaN) are left out of the family. The columns without a "
+        "method `holm`; `ablate.stats.verdict_holm`). Rows whose p is undefined (NaN) are left out of the "
+        "family. The columns without a "
         "suffix stay for every table, named \"this test set\" in the report.",
     ),
     Step(
@@ -163,7 +171,10 @@ STEPS: tuple[Step, ...] = (
         "MDE 80% is the smallest difference a paired t-test detects with 80% power at this n, and seeds for "
         "smallest effect the number of seeds that gives 80% power against {effect}, both from the observed sd "
         "of the differences and at the level a contrast must pass at Holm's first step, {alpha}/m over the m "
-        "rows with 2 or more pairs. No \"observed power\" is given: it is a function of the p-value and adds "
+        "rows with 2 or more pairs. Both are for the paired t-test over seeds on this test set, also where "
+        "the verdict uses the new-data test, and the report says so there: they count seed-to-seed variance "
+        "only, and more seeds never remove the test-set sampling that the new-data test includes. No "
+        "\"observed power\" is given: it is a function of the p-value and adds "
         "nothing to it (Hoenig and Heisey 2001).",
         "Planning, not post-hoc power: one power function, `ablate.stats.fixed_design_power`, the probability "
         "that the paired t statistic (noncentral t, `scipy.stats.nct`) exceeds t_(1 − a/2)(n − 1) in the "
@@ -268,7 +279,8 @@ STEPS: tuple[Step, ...] = (
     Step(
         "With several independent searches per arm, every table above uses the runs of replicate 0; the "
         "spread of the chosen settings' validation accuracy is shown per arm, and each replicate's runs are "
-        "compared on their own (steps 3 to 8, Holm within the replicate): a verdict holds when every replicate "
+        "compared on their own (steps 3 to 8 with that replicate's own predictions where they exist, Holm "
+        "within the replicate): a verdict holds when every replicate "
         "reaches the same decision (Bouthillier et al. 2021 count the search among the sources of variance).",
         "`ablate.stats.replicate_verdicts`, written to replicates.csv; a results table without a `replicate` "
         "column is all replicate 0 and shows no such table. The decision is the verdict without its notes "

@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 from ablate.analysis import is_finite
-from ablate.report.formatting import (format_count, format_p, format_points, format_prob, format_signed,
-                                      format_thousands)
+from ablate.report.formatting import (format_count, format_interval, format_p, format_points, format_prob,
+                                      format_signed, format_thousands)
 
 __all__ = ["confound_text", "verdict_sentence", "sequential_sentence", "across_sentence", "variance_sentence"]
 
@@ -43,21 +43,21 @@ def verdict_sentence(row: Mapping[str, object], alpha: float = 0.05, family: int
     return f"{head}: {_numbers(row)}: {row['verdict']}{tail}; {_planning(row, alpha, family)}."
 
 
-def _interval(low: object, high: object) -> str:
-    return f"[{format_signed(low)}, {format_signed(high)}]"
-
 
 def _numbers(row: Mapping[str, object]) -> str:
     """The difference, its intervals and Holm p, the verdict's first."""
     diff = f"{format_signed(row['diff'])} points"
-    this = (f"{_interval(row['ci_low'], row['ci_high'])} on this test set" if is_finite(row.get("ci_low"))
+    this = (f"{format_interval(row['ci_low'], row['ci_high'])} on this test set" if is_finite(row.get("ci_low"))
             else "on this test set the same at every seed (zero spread: no interval; p from the exact sign-flip test)")
     if is_finite(row.get("p_new_data")):
-        new = (_interval(row["ci_low_new_data"], row["ci_high_new_data"]) if is_finite(row.get("ci_low_new_data"))
+        new = (format_interval(row["ci_low_new_data"], row["ci_high_new_data"]) if is_finite(row.get("ci_low_new_data"))
                else "(zero spread: no interval)")
         return (f"{diff}, {new} on new data (seeds and test images random), Holm p = "
                 f"{format_p(row.get('p_new_data_holm', math.nan))}; {this}, Holm p = {format_p(row['p_holm'])}")
-    return f"{diff} {this}, Holm p = {format_p(row['p_holm'])}"
+    # the verdict's Holm p: this test set's p adjusted with the other rows' deciding p-values
+    # (equal to p_holm unless some rows decide on new data)
+    deciding = row.get("p_verdict_holm", math.nan)
+    return f"{diff} {this}, Holm p = {format_p(deciding if is_finite(deciding) else row['p_holm'])}"
 
 
 def _planning(row: Mapping[str, object], alpha: float, family: int | None) -> str:
@@ -72,6 +72,10 @@ def _planning(row: Mapping[str, object], alpha: float, family: int | None) -> st
     if is_finite(seeds) or (isinstance(seeds, float) and math.isinf(seeds)):
         plan += f"; {format_count(seeds)} seeds give 80% power for the smallest effect of interest"
         plan += "" if is_finite(mde) else level
+    if is_finite(row.get("p_new_data")) and plan != f"n = {n}":
+        # the planning figures are the paired t's over seeds, not the new-data test the verdict uses
+        plan = (f"for the paired t on this test set (seed-to-seed variance only; more seeds never remove "
+                f"test-set sampling), {plan}")
     return plan
 
 
@@ -91,7 +95,7 @@ def sequential_sentence(seq: Mapping[str, object], row: Mapping[str, object] | N
     if look == 0:
         return f"{head}: {verdict}{tail} (no look complete yet)."
     if is_finite(seq["interval_low"]):
-        interval = f"design-adjusted interval {_interval(seq['interval_low'], seq['interval_high'])}"
+        interval = f"design-adjusted interval {format_interval(seq['interval_low'], seq['interval_high'])}"
     else:
         interval = "no design-adjusted interval (the look's differences have zero spread or lack a pair)"
     text = f"{head}: {format_signed(seq['diff'])} points, {interval}: {verdict}{tail}"
@@ -104,7 +108,7 @@ def sequential_sentence(seq: Mapping[str, object], row: Mapping[str, object] | N
         text += "; decided by the design's seed-level test, whose boundaries are calibrated for it (this test set)"
         if row is not None and is_finite(row.get("p_new_data")) and is_finite(row.get("ci_low_new_data")):
             text += (f"; for new data (seeds and test images random, all {int(row['n'])} seeds run) "
-                     f"{_interval(row['ci_low_new_data'], row['ci_high_new_data'])}")
+                     f"{format_interval(row['ci_low_new_data'], row['ci_high_new_data'])}")
     fixed = seq.get("fixed_seeds_same_power", math.nan)
     if is_finite(seq.get("power")) and (is_finite(fixed) or (isinstance(fixed, float) and math.isinf(fixed))):
         source = "3 × rope" if seq["effect_source"] == "3 x rope" else "the smallest effect of interest"
@@ -179,7 +183,8 @@ def variance_sentence(vary: Sequence[str] | None, test_images: Mapping[str, floa
         images = "the test images"
     if new_data:
         return (f"What the intervals cover: {seeds}; {images} are a sample too: the intervals marked new data, "
-                "and the verdicts, which use them, hold for new data from the same distribution; those marked "
-                "this test set hold for these test images only.")
+                "and the verdicts of the rows that have them, hold for new data from the same distribution; those "
+                "marked this test set, and the verdicts of rows without a new-data interval (a paired seed lacks "
+                "predictions), hold for these test images only.")
     return (f"What the intervals cover: {seeds}; {images} are held fixed: no per-example predictions were given, "
             "so every interval and verdict holds for this test set only, not for new data from the same distribution.")

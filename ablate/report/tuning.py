@@ -190,8 +190,9 @@ def replicate_section(verdicts: pd.DataFrame | None, sequential: bool = False) -
         "## Verdict per replicate",
         "",
         f"{len(ids)} independent searches per arm each chose settings, and the seeds ran with each. The "
-        "tables above use replicate 0; here each replicate's runs are compared on their own (the paired "
-        "comparison and Holm over that replicate's contrasts) and the cell gives its verdict and A − B in "
+        "tables above use replicate 0; here each replicate's runs are compared on their own, as above (the "
+        "new-data test where that replicate's runs have predictions, else the paired comparison; Holm over "
+        "that replicate's contrasts) and the cell gives its verdict and A − B in "
         "points. A verdict holds when every replicate reaches the same decision (Bouthillier et al. 2021 "
         "count the hyperparameter search among the sources of variance).",
     ]

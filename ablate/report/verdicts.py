@@ -10,8 +10,9 @@ import pandas as pd
 from ablate.analysis import AnalysisSettings, SequentialPlan, is_finite
 from ablate.report.formatting import (NA, format_count, format_points, format_prob, format_signed, plural,
                                       table)
+from ablate.report.procedure import template_values
 from ablate.report.sentences import across_sentence, sequential_sentence, variance_sentence, verdict_sentence
-from ablate.stats import Aggregate, TooShort
+from ablate.stats import Aggregate, TooShort, verdict_holm
 
 __all__ = ["verdict_section", "sequential_section", "has_new_data"]
 
@@ -80,7 +81,13 @@ def _per_dataset_verdicts(comparisons: pd.DataFrame, sequential: pd.DataFrame | 
         return [f"- {sequential_sentence(r, by_key.get((r['dataset'], r['arm_a'], r['arm_b'])))}"
                 for r in sequential.to_dict("records")] + [""]
     family = int((comparisons["n"].astype(int) >= 2).sum())
+    if set(_DECIDING) <= set(comparisons.columns):
+        comparisons = comparisons.assign(**verdict_holm(comparisons, alpha))
     return [f"- {verdict_sentence(row, alpha, family)}" for row in comparisons.to_dict("records")] + [""]
+
+
+# The columns the verdict's Holm p-values come from (ablate.stats.verdict_holm).
+_DECIDING = ("p_new_data", "p_paired", "p_tost_new_data", "p_tost")
 
 
 def _too_short(too_short: Sequence[TooShort]) -> list[str]:
@@ -91,7 +98,7 @@ def _too_short(too_short: Sequence[TooShort]) -> list[str]:
                     else "the same at every seed")
         threshold = "the smallest effect of interest" if item.threshold_source == "smallest effect" else "the ROPE"
         lines += [
-            f"On {item.dataset}, single-long beats {item.arm} by {format_signed(item.diff)} points {interval} over "
+            f"On {item.dataset}, single-long − {item.arm} = {format_signed(item.diff)} points {interval} over "
             f"{item.n} seeds: that reaches above {threshold} ({format_points(item.threshold)} points), so {item.arm} "
             "may be too short, significant or not; a small late validation gain does not show otherwise, because "
             "a cosine schedule flattens every curve in its last quarter. Every verdict involving it says so.",
@@ -117,12 +124,7 @@ def _confounded(comparisons: pd.DataFrame) -> list[str]:
 
 def _how_to_read(comparisons: pd.DataFrame, settings: AnalysisSettings, plan: SequentialPlan | None) -> list[str]:
     alpha = settings.alpha
-    rope_text = (
-        f"±{format_points(settings.rope)} points" if settings.rope is not None
-        else f"±{format_points(settings.smallest_effect)} points (the smallest effect of interest)"
-        if settings.smallest_effect is not None
-        else "± the larger of 0.1 points and one test image of that data set (column rope)"
-    )
+    rope_text = template_values(settings, plan)["rope"]  # as the Procedure section words it
     if plan is not None:
         return [
             f"Sequential seeds (looks at {', '.join(str(n) for n in plan.looks)} seeds, "
@@ -138,12 +140,14 @@ def _how_to_read(comparisons: pd.DataFrame, settings: AnalysisSettings, plan: Se
         ]
     if has_new_data(comparisons):
         return [
-            f"Differences are A − B in accuracy points. The verdicts use the test for new data: seeds and test "
-            f"images both random (a crossed two-way design, Satterthwaite's degrees of freedom); \"significant\" "
-            f"means its Holm-adjusted p < {alpha:g} over all {len(comparisons)} rows, and \"practically "
-            f"equivalent\" that its Holm-adjusted equivalence test (TOST) puts the difference within {rope_text} "
-            f"at p < {alpha:g}. The 95% paired-t intervals over seeds alone are given beside them as \"this test "
-            "set\": they leave out test-set sampling.",
+            f"Differences are A − B in accuracy points. Where every paired seed has predictions the verdict "
+            f"uses the test for new data: seeds and test images both random (a crossed two-way design, "
+            f"Satterthwaite's degrees of freedom); elsewhere this test set's paired t. Each row's deciding p is "
+            f"Holm-adjusted once over all {len(comparisons)} rows together: \"significant\" means that "
+            f"Holm-adjusted p < {alpha:g}, and \"practically equivalent\" that the Holm-adjusted equivalence test "
+            f"(TOST) of the same test puts the difference within {rope_text} at p < {alpha:g}. The 95% paired-t "
+            "intervals over seeds alone are given beside them as \"this test set\": they leave out test-set "
+            "sampling.",
             "",
         ]
     return [

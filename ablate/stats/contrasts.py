@@ -4,7 +4,8 @@
 every data set, adds the figures for new data where predictions exist
 (:func:`ablate.stats.crossed_design`), marks an arm whose recipe may be too short
 (:func:`too_short_recipes`), adjusts the p-values by Holm over the whole table and sets each
-verdict. The procedure with its references: docs/statistics.md (``ablate.report.procedure``).
+verdict (each row's deciding p, new data where it has it, adjusted once over all rows). The
+procedure with its references: docs/statistics.md (``ablate.report.procedure``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ablate.stats.predictions import correct_by_arm, matching_runs, validate_pre
 from ablate.stats.results import (accuracy_by_arm, n_test_by_dataset, resolve_contrasts, row_rope, sort_results,
                                   validate_results)
 
-__all__ = ["TooShort", "compare", "verdict", "confounded_by", "too_short_recipes", "with_new_data"]
+__all__ = ["TooShort", "compare", "verdict", "verdict_holm", "confounded_by", "too_short_recipes", "with_new_data"]
 
 _CONFOUND_RATIO = 0.10
 _CONFOUNDS = (("params", "parameters"), ("train_images", "compute"))
@@ -81,8 +82,8 @@ def compare(
             ``seeds_for_smallest_effect``, the default ROPE and the too-short mark.
         still_rising: late validation gain in points above which an arm is still rising.
         predictions: a predictions table (:data:`ablate.stats.PREDICTION_COLUMNS`); where a row
-            has predictions for 2 or more paired seeds, its new-data columns are filled and its
-            verdict uses them. Predictions of runs not in ``results`` are left out
+            has predictions for every one of its 2 or more paired seeds, its new-data columns are
+            filled and its verdict uses them (Holm over every row, :func:`_with_holm`). Predictions of runs not in ``results`` are left out
             (:func:`ablate.stats.matching_runs`).
 
     Returns:
@@ -145,15 +146,20 @@ def with_new_data(row: Comparison, right_a: pd.DataFrame | None, right_b: pd.Dat
     """``row`` with its new-data columns, from each arm's right/wrong table (seeds x test examples,
     :func:`ablate.stats.correct_by_arm`; None: the arm has no predictions).
 
-    Over the S seeds both arms have predictions for: ``n_examples``, the interval, df, p and
+    Only where every paired seed of the row (all ``row.n``) has predictions of both arms, so that
+    the new-data figures describe the same difference as ``diff``, over those S seeds: ``n_examples``, the interval, df, p and
     ``sd_test_sampling`` of :func:`ablate.stats.crossed_design`; ``p_tost_new_data``, the two
     one-sided t-tests at that se and df (the sign-flip TOST of the per-seed differences where
     every x is the same); ``equivalence_attainable`` at that se and df; and the share interval
-    bootstrapped over seeds and examples. Fewer than 2 such seeds: a warning, and the row as it was.
+    bootstrapped over seeds and examples. A paired seed without predictions: a warning, and the row
+    as it was (this test set only).
     """
     seeds = sorted(set(right_a.index) & set(right_b.index)) if right_a is not None and right_b is not None else []
-    if len(seeds) < 2:
-        note = "predictions for fewer than 2 paired seeds: no new-data test, the verdict holds for this test set only"
+    if len(seeds) < row.n or len(seeds) < 2:
+        # The difference, its sign and this test set's interval are over all row.n paired seeds; a
+        # new-data interval over fewer would describe a different difference, so none is given.
+        note = (f"{row.n - len(seeds)} of {row.n} paired seeds lack predictions: no new-data test, "
+                "the verdict holds for this test set only")
         return dataclasses.replace(row, warnings=row.warnings + (note,)) if row.n >= 2 else row
     x = 100.0 * (right_a.loc[seeds].to_numpy(dtype=float) - right_b.loc[seeds, right_a.columns].to_numpy(dtype=float))
     design = crossed_design(x)
@@ -165,8 +171,6 @@ def with_new_data(row: Comparison, right_a: pd.DataFrame | None, right_b: pd.Dat
                          float(st.t.cdf((design.mean - row.rope) / design.se, design.df)))
     low, high = share_interval(x, examples=True)
     notes = row.warnings
-    if len(seeds) < row.n:
-        notes += (f"{row.n - len(seeds)} paired seed(s) lack predictions: the new-data figures use {len(seeds)}",)
     return dataclasses.replace(
         row, n_examples=float(design.examples), ci_low_new_data=design.ci_low, ci_high_new_data=design.ci_high,
         df_new_data=design.df, p_new_data=design.p, sd_test_sampling=design.sd_test_sampling, p_tost_new_data=p_tost,
@@ -184,16 +188,55 @@ def _holm(p: Sequence[float], alpha: float) -> np.ndarray:
     return adjusted
 
 
-_ADJUSTED = (("p_holm", "p_paired"), ("p_tost_holm", "p_tost"), ("p_new_data_holm", "p_new_data"),
-             ("p_tost_new_data_holm", "p_tost_new_data"))
+_SEEDS_ONLY = (("p_holm", "p_paired"), ("p_tost_holm", "p_tost"))
+
+
+def _deciding_holm(p_new_data: Sequence[float], p_paired: Sequence[float], p_tost_new_data: Sequence[float],
+                   p_tost: Sequence[float], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    new = np.isfinite(np.asarray(p_new_data, dtype=float))
+    p = np.where(new, np.asarray(p_new_data, dtype=float), np.asarray(p_paired, dtype=float))
+    p_tost_ = np.where(new, np.asarray(p_tost_new_data, dtype=float), np.asarray(p_tost, dtype=float))
+    return _holm(p, alpha), _holm(p_tost_, alpha)
+
+
+def verdict_holm(comparisons: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """The Holm-adjusted p and TOST p each verdict of ``comparisons`` (:func:`compare`) uses.
+
+    Each row's deciding p is ``p_new_data`` where the row has the new-data test, else
+    ``p_paired`` (its TOST p likewise ``p_tost_new_data``, else ``p_tost``); each is Holm-adjusted
+    once over every row, rows with and without predictions together (Holm 1979; statsmodels'
+    ``multipletests``), so no row sits in a smaller family because others lack predictions.
+
+    Returns:
+        A DataFrame on ``comparisons``' index with columns ``p_verdict_holm, p_tost_verdict_holm``;
+        on rows with the new-data test they equal ``p_new_data_holm`` and ``p_tost_new_data_holm``,
+        and without any they equal ``p_holm`` and ``p_tost_holm``.
+    """
+    columns = [pd.to_numeric(comparisons[name], errors="coerce").to_numpy(dtype=float)
+               for name in ("p_new_data", "p_paired", "p_tost_new_data", "p_tost")]
+    p, p_tost = _deciding_holm(*columns, alpha)
+    return pd.DataFrame({"p_verdict_holm": p, "p_tost_verdict_holm": p_tost}, index=comparisons.index)
 
 
 def _with_holm(rows: list[Comparison], alpha: float) -> list[Comparison]:
-    """Holm-adjust each p column over every row where it is defined, then set each verdict."""
-    adjusted = {name: _holm([getattr(r, source) for r in rows], alpha) for name, source in _ADJUSTED}
+    """Holm-adjust over every row (:func:`verdict_holm`), then set each verdict.
+
+    ``p_new_data_holm`` and ``p_tost_new_data_holm`` are the deciding p-values adjusted over the
+    whole family, on the rows with the new-data test; ``p_holm`` and ``p_tost_holm`` adjust this
+    test set's p-values over every row, for reference.
+    """
+    adjusted = {name: _holm([getattr(r, source) for r in rows], alpha) for name, source in _SEEDS_ONLY}
+    verdict_p, verdict_tost = _deciding_holm([r.p_new_data for r in rows], [r.p_paired for r in rows],
+                                             [r.p_tost_new_data for r in rows], [r.p_tost for r in rows], alpha)
     out = []
     for i, row in enumerate(rows):
-        row = dataclasses.replace(row, **{name: float(values[i]) for name, values in adjusted.items()})
+        new = row.new_data
+        row = dataclasses.replace(
+            row, **{name: float(values[i]) for name, values in adjusted.items()},
+            p_verdict_holm=float(verdict_p[i]), p_tost_verdict_holm=float(verdict_tost[i]),
+            p_new_data_holm=float(verdict_p[i]) if new else math.nan,
+            p_tost_new_data_holm=float(verdict_tost[i]) if new else math.nan,
+        )  # fmt: skip
         out.append(dataclasses.replace(row, verdict=verdict(row, alpha)))
     return out
 
@@ -201,13 +244,14 @@ def _with_holm(rows: list[Comparison], alpha: float) -> list[Comparison]:
 def verdict(c: Comparison, alpha: float = 0.05) -> str:
     """The verdict of a comparison whose Holm p-values are set (docs/statistics.md, the verdict).
 
-    Where the row has the new-data test it decides (``p_new_data_holm``, ``p_tost_new_data_holm``),
-    else the seed-level test of this test set (``p_holm``, ``p_tost_holm``).
+    It uses ``p_verdict_holm`` and ``p_tost_verdict_holm`` (:func:`verdict_holm`): the new-data
+    test where the row has it, else the seed-level test of this test set, Holm-adjusted over every
+    row of the table.
     """
     if c.n < 2:
         text = "insufficient data"
     else:
-        p, p_tost = (c.p_new_data_holm, c.p_tost_new_data_holm) if c.new_data else (c.p_holm, c.p_tost_holm)
+        p, p_tost = c.p_verdict_holm, c.p_tost_verdict_holm
         equivalent = math.isfinite(p_tost) and p_tost < alpha
         if math.isfinite(p) and p < alpha:
             better = c.arm_a if c.diff > 0 else c.arm_b

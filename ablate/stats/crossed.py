@@ -79,11 +79,14 @@ def crossed_design(x: np.ndarray, confidence: float = 0.95) -> CrossedDesign:
     Satterthwaite's (1946) degrees of freedom ``(MS_seed + MS_example - MS_residual)**2 /
     (MS_seed**2 / (S - 1) + MS_example**2 / (N - 1) + MS_residual**2 / ((S - 1)(N - 1)))``; with
     neither, MS_residual alone on its ``(S - 1)(N - 1)`` df; with the examples' negative, MS_seed
-    alone on S - 1 df, which is the interval over seeds alone. So the standard error for new data
-    is never below this test set's, MS_seed / (S N) (without the truncation it was, when the
-    examples' estimate came out negative); with both components positive Satterthwaite's df can
-    exceed S - 1, and then the interval can be a little narrower all the same, as the t quantile
-    falls. The interval and the two-sided p come from Student's t at that df
+    alone on S - 1 df, which is the interval over seeds alone; with the seeds' negative, MS_example
+    alone on N - 1 df. So the standard error for new data is never below this test set's,
+    sqrt(MS_seed / (S N)) (without the truncation it was, when the examples' estimate came out
+    negative). The interval can still be narrower than this test set's where its df exceed S - 1
+    and the t quantile falls: chiefly when the seeds' component is truncated at zero (MS_seed <
+    MS_residual), so the variance is MS_example on N - 1 df (MS_residual on (S - 1)(N - 1) df when
+    the examples' is truncated too), not much above MS_seed while t(S - 1) falls to nearly the
+    normal quantile; with both components positive Satterthwaite's df can exceed S - 1 too. The interval and the two-sided p come from Student's t at that df
     (``scipy.stats.t``). When every x is the same the spread is
     zero, which is no evidence of a zero-variance effect: no interval, and p is the exact
     sign-flip test of the per-seed differences (:func:`ablate.stats.permutation_p`). Fewer than 2

@@ -96,10 +96,14 @@ class Comparison:
     warnings: tuple[str, ...]
     # smallest p the permutation test can reach with these differences (not a CSV column)
     min_p_permutation: float = dataclasses.field(default=math.nan, metadata={"csv": False})
+    # the Holm-adjusted p and TOST p the verdict uses (not CSV columns: ablate.stats.verdict_holm
+    # recomputes them from a comparisons table)
+    p_verdict_holm: float = dataclasses.field(default=math.nan, metadata={"csv": False})
+    p_tost_verdict_holm: float = dataclasses.field(default=math.nan, metadata={"csv": False})
 
     @property
     def new_data(self) -> bool:
-        """Whether the verdict rests on the new-data test (predictions for 2 or more paired seeds)."""
+        """Whether the verdict rests on the new-data test (predictions for every one of 2 or more paired seeds)."""
         return math.isfinite(self.p_new_data)
 
 

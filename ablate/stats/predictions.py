@@ -10,6 +10,7 @@ results table fails here, in one line.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +30,6 @@ __all__ = [
 ]
 
 PREDICTION_COLUMNS = ("dataset", "arm", "seed", "example", "label", "predicted")
-_INTEGERS = ("seed", "replicate", "example", "label", "predicted")
 
 
 def load_predictions(path: str | Path, results: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +47,9 @@ def load_predictions(path: str | Path, results: pd.DataFrame) -> pd.DataFrame:
         raise DataError(f"{path}: no such predictions file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not a predictions file") from None
-    except (OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    # a damaged gzip raises zlib.error (corrupt data), EOFError (cut short) or gzip.BadGzipFile (an OSError)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: cannot read predictions CSV ({str(exc).splitlines()[0]})") from None
     try:
         return validate_predictions(raw, results)
