@@ -74,25 +74,37 @@ def _name(text: str) -> str:
 
 def _requirements(dist) -> list:
     """A distribution's requirements that apply on the machine (Python 3.12, Linux), no extras."""
+    return _applicable(dist.requires or [])
+
+
+def _applicable(texts) -> list:
+    """The requirements among ``texts`` that apply on the machine (Python 3.12, Linux), no extras."""
     from packaging.requirements import Requirement
 
     env = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
            "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
            "platform_python_implementation": "CPython", "implementation_name": "cpython", "extra": ""}
     out = []
-    for text in dist.requires or []:
+    for text in texts:
         req = Requirement(text)
         if req.marker is None or req.marker.evaluate(env):
             out.append(req)
     return out
 
 
-def wheels() -> dict:
+def wheels(pyproject: Path = Path(__file__).resolve().parent.parent / "pyproject.toml") -> dict:
     """What ablate needs that the machine lacks, with its requirements' closure, at the versions
-    installed here (the lead's environment); and the spares."""
+    installed here (the lead's environment); and the spares.
+
+    ablate's own requirements are read from ``pyproject.toml``'s ``[project].dependencies``, not
+    from its installed metadata: an editable install's egg-info is not rewritten when a
+    requirement is added (opda was missing from it, and the lent machine could not import
+    ablate.stats). The closure beyond them is read from what is installed here.
+    """
+    import tomllib
     from importlib.metadata import distribution
 
-    todo = [r for r in _requirements(distribution("ablate"))]
+    todo = _applicable(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
     need: dict[str, str] = {}
     spare: dict[str, str] = {}
     while todo:
