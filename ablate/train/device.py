@@ -33,13 +33,21 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA when present, else the CPU.
 
     Raises:
-        ConfigError: CUDA asked for, but absent.
+        ConfigError: a name torch does not know (``gpu``), CUDA asked for but absent, or a CUDA
+            index past the devices there are.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"device: {name!r} is not a device name (expected auto, cpu, cuda or cuda:N; "
+                          f"torch says: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} asked for, but no CUDA device is available")
+        raise ConfigError(f"device: {name!r} asked for, but no CUDA device is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device: {name!r} asked for, but there are {torch.cuda.device_count()} CUDA devices "
+                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     return device
 
 
