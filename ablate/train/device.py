@@ -101,8 +101,12 @@ def numerics(precision: str, device: torch.device) -> Numerics:
     if precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision: expected auto, fp32 or bf16 (got {precision!r})")
     if precision == "auto" and device.type == "cuda":
-        # pre-Ampere cards lack bf16; a device not here is planned for as CUDA
-        precision = "fp32" if torch.cuda.is_available() and not torch.cuda.is_bf16_supported() else "bf16"
+        # bf16 where the card computes it natively: Ampere (compute capability 8) and later. Not
+        # torch.cuda.is_bf16_supported(): it asks about the current device, not ``device``, and
+        # by default counts emulation (True on a V100 or T4, where bf16 is slower than fp32).
+        # A device not here is planned for as CUDA.
+        precision = "bf16" if not torch.cuda.is_available() or torch.cuda.get_device_capability(device)[0] >= 8 \
+            else "fp32"
     elif precision == "auto":
         precision = "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
     if precision == "bf16":
