@@ -153,9 +153,11 @@ def test_the_layout_goes_with_the_precision_and_the_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not numerics("fp32", cpu).channels_last and numerics("bf16", cpu).channels_last
     assert numerics("fp32", cuda).channels_last and numerics("bf16", cuda).channels_last
-    x = torch.zeros(2, 4, 3, 8, 8)  # (K, B, C, H, W): every image channels-last
-    assert numerics("bf16", cpu).for_batch(x).stride()[-3:] == (1, 8 * 3, 3)
+    x = torch.zeros(4, 3, 8, 8)  # (B, C, H, W)
+    assert numerics("bf16", cpu).for_batch(x).stride() == (3 * 8 * 8, 1, 8 * 3, 3)
     assert numerics("fp32", cpu).for_batch(x) is x
+    fused = torch.zeros(2, 4, 3, 8, 8)  # (K, B, C, H, W): vmap copies it into (B, K * C, H, W) anyway
+    assert numerics("bf16", cpu).for_batch(fused) is fused
 
 
 def test_a_bf16_run_trains_and_records_its_precision(run_cfg, tmp_path):

@@ -81,12 +81,15 @@ class Numerics:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def for_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W), or (K, B, C, H, W) for K fused seeds, with every image in this layout."""
-        if not self.channels_last:
+        """x (B, C, H, W) in this layout; (K, B, C, H, W) for K fused seeds unchanged.
+
+        A fused batch is not laid out: vmap's convolution folds K into the channels,
+        (B, K * C, H, W), with a contiguous copy whatever x's layout, so laying out each image
+        first would be one more full copy a step, for nothing.
+        """
+        if not self.channels_last or x.dim() != 4:
             return x
-        if x.dim() == 4:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x.movedim(-3, -1).contiguous().movedim(-1, -3)
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 def numerics(precision: str, device: torch.device) -> Numerics:
