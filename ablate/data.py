@@ -36,7 +36,6 @@ __all__ = [
     "DeviceImages",
     "crop_flip_draws",
     "crop_flip",
-    "random_crop_flip",
     "register_dataset",
     "save_atomic",
 ]
@@ -407,9 +406,3 @@ def crop_flip(x: torch.Tensor, draws: torch.Tensor, pad: int | None = None) -> t
     batch = torch.arange(b, device=x.device)[:, None, None, None]
     chans = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[batch, chans, rows, cols]
-
-
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: int | None = None) -> torch.Tensor:
-    """:func:`crop_flip` of x (B, C, H, W) by numbers drawn from ``generator`` for its B images."""
-    draws = crop_flip_draws(x.shape[0], x.shape[-2], generator, pad).to(x.device)
-    return crop_flip(x, draws, pad)
