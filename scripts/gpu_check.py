@@ -9,7 +9,7 @@ Each prints one JSON object (and, with ``--out FILE``, writes it there too).
     imports                  every ablate module and every command's imports, the versions, the device
     gate [--tiny]            fused against lone (K = 2; fp32 and bf16; single and dual): losses,
                              gradients, buffers; what the fused convolutions run as; host syncs in
-                             a step (CUDA); the verdict: the precision later steps use
+                             a training epoch (CUDA); the verdict: the precision later steps use
     study SRC DST --precision P [--tiny]   the end-to-end study, at that precision (shrunk: --tiny)
     trials STUDY             every trial of the search and the repeats completed, with its attributes,
                              and the report was written (exit 1 and the problems otherwise)
@@ -220,7 +220,7 @@ def _environment() -> dict:
 
 def gate(tiny: bool) -> dict:
     """Fused against lone, K = 2, in fp32 and bf16, for a single head and a DueHeadNet (model1
-    frozen, FMCE on); the convolutions' numbers; host syncs in a step. The verdict is the
+    frozen, FMCE on); the convolutions' numbers; host syncs in an epoch. The verdict is the
     precision the later steps use: bf16 where both models pass in bf16, else fp32 where they
     pass in fp32, else none (fusion is wrong here)."""
     from ablate.train import check_fused_step
@@ -303,37 +303,41 @@ def _steps(learner, batches) -> None:
 
 
 def _host_syncs(cfg) -> dict | None:
-    """Host syncs CUDA reports (``torch.cuda.set_sync_debug_mode``) in 4 training steps after 2 of
-    warm-up, lone and fused, batches cut and augmented as training does; None off CUDA."""
+    """Host syncs CUDA reports (``torch.cuda.set_sync_debug_mode``) in one whole training epoch
+    after one of warm-up, lone and fused, through the learner's own ``train_epoch`` (the
+    epoch's pinned, non-blocking copies of its order and augmentation included); None off CUDA."""
+    from ablate.train import resolve_device
+
+    if resolve_device(cfg.train.device).type != "cuda":
+        return None
+    return _syncs_in_an_epoch(cfg)
+
+
+def _syncs_in_an_epoch(cfg) -> dict:
     import warnings
 
     import torch
 
     from ablate.data import DeviceImages
 
-    from ablate.train import resolve_device
-
-    if resolve_device(cfg.train.device).type != "cuda":
-        return None
     fused, lone, device = _fused_and_lone(cfg)
     size = cfg.dataset.image_size
     images = torch.randint(0, 256, (6 * 8, 3, size, size), dtype=torch.uint8)
     data = DeviceImages(images, torch.randint(0, 10, (6 * 8,)), device)
     out = {}
     for label, learner in (("lone", lone), ("fused", fused)):
-        streams = [learner.stream(data, k) for k in range(learner.k)]
-        batches = (b[0] if len(b) == 1 else (torch.stack([s[0] for s in b]), torch.stack([s[1] for s in b]))
-                   for b in zip(*streams))
-        _steps(learner, [next(batches), next(batches)])
+        splits = [data] * learner.k
+        learner.train_epoch(splits)  # warm-up: cuDNN's kernel choice, the allocators' first blocks
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("warn")
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                _steps(learner, batches)
+                sums = learner.train_epoch(splits)  # the epoch's draws, copies and steps
         finally:
             torch.cuda.set_sync_debug_mode(0)
-        out[label] = {"steps": 4, "syncs": len(caught), "first": [str(w.message)[:200] for w in caught[:3]]}
+        out[label] = {"steps": len(data) // learner.batch_size, "syncs": len(caught),
+                      "first": [str(w.message)[:200] for w in caught[:3]], "images": int(sums.images)}
     return out
 
 
