@@ -384,3 +384,24 @@ def test_with_compile_on_the_reason_says_the_compiled_step_is_not_checked(run_cf
     ok, reason = fusion_ok(with_overrides(run_cfg, {"train.compile": True}))
     assert ok and reason.endswith("the compiled step (train.compile) is not checked, only the eager one")
     assert "compiled" not in fusion_ok(run_cfg)[1]
+
+
+def test_a_fused_model_moved_after_a_step_trains_its_new_tensors():
+    """forward's parameter and buffer dicts are kept between steps; a conversion (.to(), here a
+    round trip through bf16) puts new buffers in place of the old, and the next step must update
+    those, not the old ones."""
+    cfg = ModelConfig(kind="single", backbone="test_resnet")
+    models = []
+    for seed in (0, 1):
+        seed_everything(seed)
+        models.append(build_model(cfg, num_classes=10, image_size=16).train())
+    fused = FusedModel(models).train()
+    x = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))  # (K, B, 3, S, S)
+    fused(x)
+    old = dict(fused.stacked.named_buffers())
+    fused.bfloat16().float()
+    new = {n: b for n, b in fused.stacked.named_buffers() if n.endswith("running_mean")}
+    assert new and all(b is not old[n] for n, b in new.items())
+    before = {n: b.clone() for n, b in new.items()}
+    fused(x)
+    assert all(not torch.equal(new[n], b) for n, b in before.items())
