@@ -362,14 +362,15 @@ def trials(study_file: Path) -> dict:
     import optuna
 
     from ablate.config import load_study
-    from ablate.study import fuse_count, repeat_cells, resolve_paths, search_names
+    from ablate.study import fuse_count, repeat_cells, resolve_paths, searches
+    from ablate.study.storage import repeats_study_name, search_study_name
 
     cfg = load_study(study_file)
     paths = resolve_paths(cfg, study_file)
     want_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and _cuda())
     problems, counts, fused = [], {}, 0
-    searches = [(cfg.name if arm is None else f"{cfg.name}:search:{arm}", cfg.search.n_trials) for arm in search_names(cfg)]
-    for name, expected in (*searches, (f"{cfg.name}:repeats", len(repeat_cells(cfg)))):
+    studies = [(search_study_name(cfg, s.arm, s.replicate), cfg.search.n_trials) for s in searches(cfg)]
+    for name, expected in (*studies, (repeats_study_name(cfg), len(repeat_cells(cfg)))):
         found = optuna.load_study(study_name=name, storage=paths.storage).get_trials(deepcopy=False)
         states = [t.state.name for t in found]
         counts[name] = {s: states.count(s) for s in sorted(set(states))}
