@@ -36,7 +36,6 @@ __all__ = [
     "DeviceImages",
     "crop_flip_draws",
     "crop_flip",
-    "random_crop_flip",
     "register_dataset",
     "save_atomic",
 ]
@@ -301,7 +300,12 @@ def split_indices(labels: torch.Tensor, cfg: DatasetConfig, official_test: np.nd
 
 
 def _on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``t`` (on the CPU) on ``device``; to CUDA from pinned memory, without blocking the host."""
+    """``t`` (on the CPU) on ``device``; to CUDA from pinned memory, without blocking the host.
+
+    For what an epoch copies (its permutation and draws), not for the one-time upload: pinning
+    makes a second host copy (rounded up to a power of two by the caching host allocator) that
+    the allocator keeps for the process's life.
+    """
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
@@ -317,8 +321,9 @@ class DeviceImages:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
                  examples: np.ndarray | None = None):
-        self.images = _on_device(images, device)  # (N, 3, S, S) uint8
-        self.labels = _on_device(labels, device)  # (N,) int64
+        # once, before training: a plain copy (a pinned one would keep a second host copy of the data set)
+        self.images = images.to(device)  # (N, 3, S, S) uint8
+        self.labels = labels.to(device)  # (N,) int64
         self.device = device
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
@@ -401,9 +406,3 @@ def crop_flip(x: torch.Tensor, draws: torch.Tensor, pad: int | None = None) -> t
     batch = torch.arange(b, device=x.device)[:, None, None, None]
     chans = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[batch, chans, rows, cols]
-
-
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: int | None = None) -> torch.Tensor:
-    """:func:`crop_flip` of x (B, C, H, W) by numbers drawn from ``generator`` for its B images."""
-    draws = crop_flip_draws(x.shape[0], x.shape[-2], generator, pad).to(x.device)
-    return crop_flip(x, draws, pad)

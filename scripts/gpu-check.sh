@@ -12,7 +12,7 @@
 #   imports    every ablate module and every command's imports (seconds); the run stops if they fail
 #   gate       fused against lone, K = 2, fp32 and bf16, single head and DueHeadNet: losses, gradients,
 #              BatchNorm buffers; what the fused convolutions run as (dtype, groups, layout); host
-#              syncs in a training step (CUDA). Its verdict is the precision of every later step
+#              syncs in a training epoch (CUDA). Its verdict is the precision of every later step
 #   fuse1 fuse4 fuse16   ablate bench --fuse K: seresnet18, 32 px, batch 64 a seed, eager
 #              (K = 1 also times all three models alone: loop_over_bare and the DueHeadNet ratios):
 #              the figures repeats.fuse's CUDA default is to be set from

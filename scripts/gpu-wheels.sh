@@ -6,8 +6,8 @@
 # should travel (the one the tests pass in):
 #     PYTHON=/path/to/.venv/bin/python bash scripts/gpu-wheels.sh
 # What the machine has is scripts/gpu_check.py's MACHINE_HAS (from the device documentation);
-# what ablate needs is its installed metadata's requirements and their closure
-# (gpu_check.py wheels). A package the machine has at an unrecorded version that a wheel
+# what ablate needs is pyproject.toml's [project].dependencies and their closure, read from
+# what is installed here (gpu_check.py wheels). A package the machine has at an unrecorded version that a wheel
 # requires at a lower bound (typing-extensions) goes to .whl/spare/, installed there only if the
 # machine's own version falls short. scripts/gpu-check.sh installs both, without network.
 # The working tree that travels, these included, is at most 64 MiB.

@@ -9,7 +9,7 @@ Each prints one JSON object (and, with ``--out FILE``, writes it there too).
     imports                  every ablate module and every command's imports, the versions, the device
     gate [--tiny]            fused against lone (K = 2; fp32 and bf16; single and dual): losses,
                              gradients, buffers; what the fused convolutions run as; host syncs in
-                             a step (CUDA); the verdict: the precision later steps use
+                             a training epoch (CUDA); the verdict: the precision later steps use
     study SRC DST --precision P [--tiny]   the end-to-end study, at that precision (shrunk: --tiny)
     trials STUDY             every trial of the search and the repeats completed, with its attributes,
                              and the report was written (exit 1 and the problems otherwise)
@@ -74,25 +74,37 @@ def _name(text: str) -> str:
 
 def _requirements(dist) -> list:
     """A distribution's requirements that apply on the machine (Python 3.12, Linux), no extras."""
+    return _applicable(dist.requires or [])
+
+
+def _applicable(texts) -> list:
+    """The requirements among ``texts`` that apply on the machine (Python 3.12, Linux), no extras."""
     from packaging.requirements import Requirement
 
     env = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
            "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
            "platform_python_implementation": "CPython", "implementation_name": "cpython", "extra": ""}
     out = []
-    for text in dist.requires or []:
+    for text in texts:
         req = Requirement(text)
         if req.marker is None or req.marker.evaluate(env):
             out.append(req)
     return out
 
 
-def wheels() -> dict:
+def wheels(pyproject: Path = Path(__file__).resolve().parent.parent / "pyproject.toml") -> dict:
     """What ablate needs that the machine lacks, with its requirements' closure, at the versions
-    installed here (the lead's environment); and the spares."""
+    installed here (the lead's environment); and the spares.
+
+    ablate's own requirements are read from ``pyproject.toml``'s ``[project].dependencies``, not
+    from its installed metadata: an editable install's egg-info is not rewritten when a
+    requirement is added (opda was missing from it, and the lent machine could not import
+    ablate.stats). The closure beyond them is read from what is installed here.
+    """
+    import tomllib
     from importlib.metadata import distribution
 
-    todo = [r for r in _requirements(distribution("ablate"))]
+    todo = _applicable(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
     need: dict[str, str] = {}
     spare: dict[str, str] = {}
     while todo:
@@ -208,7 +220,7 @@ def _environment() -> dict:
 
 def gate(tiny: bool) -> dict:
     """Fused against lone, K = 2, in fp32 and bf16, for a single head and a DueHeadNet (model1
-    frozen, FMCE on); the convolutions' numbers; host syncs in a step. The verdict is the
+    frozen, FMCE on); the convolutions' numbers; host syncs in an epoch. The verdict is the
     precision the later steps use: bf16 where both models pass in bf16, else fp32 where they
     pass in fp32, else none (fusion is wrong here)."""
     from ablate.train import check_fused_step
@@ -291,37 +303,41 @@ def _steps(learner, batches) -> None:
 
 
 def _host_syncs(cfg) -> dict | None:
-    """Host syncs CUDA reports (``torch.cuda.set_sync_debug_mode``) in 4 training steps after 2 of
-    warm-up, lone and fused, batches cut and augmented as training does; None off CUDA."""
+    """Host syncs CUDA reports (``torch.cuda.set_sync_debug_mode``) in one whole training epoch
+    after one of warm-up, lone and fused, through the learner's own ``train_epoch`` (the
+    epoch's pinned, non-blocking copies of its order and augmentation included); None off CUDA."""
+    from ablate.train import resolve_device
+
+    if resolve_device(cfg.train.device).type != "cuda":
+        return None
+    return _syncs_in_an_epoch(cfg)
+
+
+def _syncs_in_an_epoch(cfg) -> dict:
     import warnings
 
     import torch
 
     from ablate.data import DeviceImages
 
-    from ablate.train import resolve_device
-
-    if resolve_device(cfg.train.device).type != "cuda":
-        return None
     fused, lone, device = _fused_and_lone(cfg)
     size = cfg.dataset.image_size
     images = torch.randint(0, 256, (6 * 8, 3, size, size), dtype=torch.uint8)
     data = DeviceImages(images, torch.randint(0, 10, (6 * 8,)), device)
     out = {}
     for label, learner in (("lone", lone), ("fused", fused)):
-        streams = [learner.stream(data, k) for k in range(learner.k)]
-        batches = (b[0] if len(b) == 1 else (torch.stack([s[0] for s in b]), torch.stack([s[1] for s in b]))
-                   for b in zip(*streams))
-        _steps(learner, [next(batches), next(batches)])
+        splits = [data] * learner.k
+        learner.train_epoch(splits)  # warm-up: cuDNN's kernel choice, the allocators' first blocks
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("warn")
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                _steps(learner, batches)
+                sums = learner.train_epoch(splits)  # the epoch's draws, copies and steps
         finally:
             torch.cuda.set_sync_debug_mode(0)
-        out[label] = {"steps": 4, "syncs": len(caught), "first": [str(w.message)[:200] for w in caught[:3]]}
+        out[label] = {"steps": len(data) // learner.batch_size, "syncs": len(caught),
+                      "first": [str(w.message)[:200] for w in caught[:3]], "images": int(sums.images)}
     return out
 
 
@@ -346,14 +362,15 @@ def trials(study_file: Path) -> dict:
     import optuna
 
     from ablate.config import load_study
-    from ablate.study import fuse_count, repeat_cells, resolve_paths, search_names
+    from ablate.study import fuse_count, repeat_cells, resolve_paths, searches
+    from ablate.study.storage import repeats_study_name, search_study_name
 
     cfg = load_study(study_file)
     paths = resolve_paths(cfg, study_file)
     want_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and _cuda())
     problems, counts, fused = [], {}, 0
-    searches = [(cfg.name if arm is None else f"{cfg.name}:search:{arm}", cfg.search.n_trials) for arm in search_names(cfg)]
-    for name, expected in (*searches, (f"{cfg.name}:repeats", len(repeat_cells(cfg)))):
+    studies = [(search_study_name(cfg, s.arm, s.replicate), cfg.search.n_trials) for s in searches(cfg)]
+    for name, expected in (*studies, (repeats_study_name(cfg), len(repeat_cells(cfg)))):
         found = optuna.load_study(study_name=name, storage=paths.storage).get_trials(deepcopy=False)
         states = [t.state.name for t in found]
         counts[name] = {s: states.count(s) for s in sorted(set(states))}

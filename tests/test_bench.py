@@ -243,3 +243,38 @@ def test_skip_compiled_loops_compiles_the_fused_step_alone(capsys, monkeypatch):
     assert main(_parse(argv)) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["compiled"] is None and list(out["fused_compiled"]) == ["default"]
+
+
+def _fails_in_one_line(capsys, argv: list[str], *needles: str) -> None:
+    from ablate.cli import main as ablate_main
+
+    code = ablate_main(["bench", *argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ablate: error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_a_device_torch_does_not_know_is_one_line(capsys):
+    _fails_in_one_line(capsys, ["--device", "gpu"], "'gpu'", "cuda:N")
+
+
+def test_a_cuda_index_past_the_devices_is_one_line(capsys, monkeypatch):
+    import torch
+
+    _fails_in_one_line(capsys, ["--device", "cuda:3"], "'cuda:3'", "no CUDA device")  # none here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    _fails_in_one_line(capsys, ["--device", "cuda:3"], "'cuda:3'", "2 CUDA devices", "cuda:1")
+
+
+def test_a_json_out_in_a_missing_folder_fails_before_measuring(capsys, tmp_path, monkeypatch):
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the folder was checked")
+
+    monkeypatch.setattr("ablate.bench.measure.run_bench", measured)
+    _fails_in_one_line(capsys, [*TINY, "--json-out", str(tmp_path / "missing" / "x.json")],
+                       "--json-out", str(tmp_path / "missing"))
+    assert not (tmp_path / "missing").exists()

@@ -7,7 +7,7 @@ from PIL import Image
 
 from ablate.config import DatasetConfig
 from ablate.data import (DATASETS, DeviceImages, Read, check_dataset, crop_flip, crop_flip_draws, load_images,
-                         random_crop_flip, split_indices)
+                         split_indices)
 from ablate.errors import ConfigError, DataError
 
 
@@ -94,10 +94,10 @@ def test_subset_draws_a_stratified_subset(tmp_path):
 
 def test_crop_flip_keeps_pixels_and_is_seeded():
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).reshape(2, 3, 8, 8)
-    a = random_crop_flip(x, torch.Generator().manual_seed(0))
-    b = random_crop_flip(x, torch.Generator().manual_seed(0))
+    a = crop_flip(x, crop_flip_draws(2, 8, torch.Generator().manual_seed(0)))
+    b = crop_flip(x, crop_flip_draws(2, 8, torch.Generator().manual_seed(0)))
     assert a.shape == x.shape and a.dtype == torch.uint8 and torch.equal(a, b)
-    no_shift = random_crop_flip(x, torch.Generator().manual_seed(0), pad=0)
+    no_shift = crop_flip(x, crop_flip_draws(2, 8, torch.Generator().manual_seed(0), pad=0), pad=0)
     for i in range(2):  # with no translation each image is itself or its mirror
         assert torch.equal(no_shift[i], x[i]) or torch.equal(no_shift[i], x[i].flip(-1))
 

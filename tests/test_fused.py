@@ -18,8 +18,8 @@ from ablate.errors import ConfigError
 from ablate.models import build_model
 from ablate.records import TrialResult
 from ablate.seeding import seed_everything
-from ablate.train import (TOLERANCES, FusedModel, check_fused_step, check_fusable, fusion_ok, numerics, stage1_path,
-                          train_fused, train_run)
+from ablate.train import (TOLERANCES, FusedModel, FusionCheck, check_fused_step, check_fusable, fusion_ok, numerics,
+                          stage1_path, train_fused, train_run)
 from tests.conftest import tiny_study_text
 
 RTOL = 1e-4
@@ -347,3 +347,61 @@ def test_fusion_that_cannot_run_is_refused_never_raised(run_cfg, fresh_checks, m
     assert not ok and reason.endswith("RuntimeError: expected scalar type BFloat16 but found Float")
     ok, reason = fusion_ok(with_overrides(run_cfg, {"model.kind": "ensemble"}))
     assert not ok and "ensemble" in reason
+
+
+def test_an_out_of_memory_check_is_asked_again_and_other_answers_are_kept(run_cfg, fresh_checks, monkeypatch):
+    calls, raising = [], [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")]
+
+    def check(cfg):
+        calls.append(cfg)
+        if raising:
+            raise raising.pop()
+        return FusionCheck(True, "cpu", torch.__version__, "fp32", "fp32", TOLERANCES["fp32"], {}, {}, "matches")
+
+    monkeypatch.setattr(ablate.train.selfcheck, "check_fused_step", check)
+    ok, reason = fusion_ok(run_cfg)
+    assert not ok and "OutOfMemoryError: CUDA out of memory" in reason and "checked again next time" in reason
+    assert fusion_ok(run_cfg) == (True, "matches") and fusion_ok(run_cfg) == (True, "matches")
+    assert len(calls) == 2  # the out-of-memory answer was not kept; the next one was
+    raising.append(RuntimeError("vmap: no batching rule"))
+    other = with_overrides(run_cfg, {"model.head": "mlp"})
+    first = fusion_ok(other)
+    assert not first[0] and "no batching rule" in first[1] and "next time" not in first[1]
+    assert fusion_ok(other) == first and len(calls) == 3  # a lasting failure is kept
+
+
+@pytest.mark.parametrize("change", [{"model.head": "mlp"}, {"dataset.image_size": 24}, {"train.compile": True}])
+def test_what_changes_the_checked_step_is_checked_anew(run_cfg, fresh_checks, monkeypatch, change):
+    calls = []
+    monkeypatch.setattr(ablate.train.selfcheck, "check_fused_step", lambda cfg: calls.append(cfg) or FusionCheck(
+        True, "cpu", torch.__version__, "fp32", "fp32", TOLERANCES["fp32"], {}, {}, "matches"))
+    fusion_ok(run_cfg)
+    fusion_ok(with_overrides(run_cfg, change))
+    assert len(calls) == 2 and calls[1].model_dump() == with_overrides(run_cfg, change).model_dump()
+
+
+def test_with_compile_on_the_reason_says_the_compiled_step_is_not_checked(run_cfg, fresh_checks):
+    ok, reason = fusion_ok(with_overrides(run_cfg, {"train.compile": True}))
+    assert ok and reason.endswith("the compiled step (train.compile) is not checked, only the eager one")
+    assert "compiled" not in fusion_ok(run_cfg)[1]
+
+
+def test_a_fused_model_moved_after_a_step_trains_its_new_tensors():
+    """forward's parameter and buffer dicts are kept between steps; a conversion (.to(), here a
+    round trip through bf16) puts new buffers in place of the old, and the next step must update
+    those, not the old ones."""
+    cfg = ModelConfig(kind="single", backbone="test_resnet")
+    models = []
+    for seed in (0, 1):
+        seed_everything(seed)
+        models.append(build_model(cfg, num_classes=10, image_size=16).train())
+    fused = FusedModel(models).train()
+    x = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))  # (K, B, 3, S, S)
+    fused(x)
+    old = dict(fused.stacked.named_buffers())
+    fused.bfloat16().float()
+    new = {n: b for n, b in fused.stacked.named_buffers() if n.endswith("running_mean")}
+    assert new and all(b is not old[n] for n, b in new.items())
+    before = {n: b.clone() for n, b in new.items()}
+    fused(x)
+    assert all(not torch.equal(new[n], b) for n, b in before.items())

@@ -125,14 +125,39 @@ def test_precision_auto_is_resolved_to_what_the_device_does_natively(monkeypatch
     assert resolve_precision(run_cfg) is run_cfg  # already concrete: the run itself
 
 
+def test_precision_auto_on_cuda_is_bf16_from_compute_capability_8_of_that_device(monkeypatch):
+    """Not torch.cuda.is_bf16_supported(): it counts emulation (a V100, 7.0, says True) and asks
+    about the current device, not the one the run trains on."""
+    capabilities = {0: (8, 0), 1: (7, 0), 2: (9, 0)}  # an A100, a V100, an H100
+    asked = []
+
+    def capability(device=None):
+        index = torch.device(device).index if device is not None else 0
+        asked.append(index)
+        return capabilities[0 if index is None else index]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what it says on a V100
+    assert numerics("auto", torch.device("cuda:0")).precision == "bf16"
+    assert numerics("auto", torch.device("cuda:1")).precision == "fp32"
+    assert numerics("auto", torch.device("cuda:2")).precision == "bf16"
+    assert asked == [0, 1, 2]
+    assert numerics("bf16", torch.device("cuda:1")).precision == "bf16"  # asked for: given
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert numerics("auto", torch.device("cuda:1")).precision == "bf16"  # planned for, not here
+
+
 def test_the_layout_goes_with_the_precision_and_the_device():
     """One rule for training, fused training and the benchmark: channels_last with bf16 and on CUDA."""
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not numerics("fp32", cpu).channels_last and numerics("bf16", cpu).channels_last
     assert numerics("fp32", cuda).channels_last and numerics("bf16", cuda).channels_last
-    x = torch.zeros(2, 4, 3, 8, 8)  # (K, B, C, H, W): every image channels-last
-    assert numerics("bf16", cpu).for_batch(x).stride()[-3:] == (1, 8 * 3, 3)
+    x = torch.zeros(4, 3, 8, 8)  # (B, C, H, W)
+    assert numerics("bf16", cpu).for_batch(x).stride() == (3 * 8 * 8, 1, 8 * 3, 3)
     assert numerics("fp32", cpu).for_batch(x) is x
+    fused = torch.zeros(2, 4, 3, 8, 8)  # (K, B, C, H, W): vmap copies it into (B, K * C, H, W) anyway
+    assert numerics("bf16", cpu).for_batch(fused) is fused
 
 
 def test_a_bf16_run_trains_and_records_its_precision(run_cfg, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ablate.bench.options import add_arguments, options_from_args
 from ablate.bench.output import bench_json, bench_table, pruning_table
-from ablate.errors import AblateError
+from ablate.errors import AblateError, ConfigError
 
 __all__ = ["main", "cli", "write_json"]
 
@@ -24,6 +24,9 @@ def main(args: argparse.Namespace) -> int:
 
     With ``--json-out FILE`` the JSON so far is written there after every phase. Exit code 1
     when a compile mode of the fused step failed (its error is in the figures), else 0.
+
+    Raises:
+        ConfigError: ``--json-out``'s folder does not exist, or a device name that is no device here.
     """
     from rich.console import Console
 
@@ -41,6 +44,8 @@ def main(args: argparse.Namespace) -> int:
     from ablate.bench.measure import run_bench
 
     out = getattr(args, "json_out", None)
+    if out is not None and not out.resolve().parent.is_dir():  # found now, not after the first phase
+        raise ConfigError(f"--json-out {out}: no folder {out.resolve().parent}")
     result = run_bench(options_from_args(args), log=lambda text: err.print(text, highlight=False),
                        on_phase=(lambda so_far: write_json(bench_json(so_far), out)) if out else None)
     if getattr(args, "json", False):

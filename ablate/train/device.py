@@ -33,13 +33,21 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA when present, else the CPU.
 
     Raises:
-        ConfigError: CUDA asked for, but absent.
+        ConfigError: a name torch does not know (``gpu``), CUDA asked for but absent, or a CUDA
+            index past the devices there are.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"device: {name!r} is not a device name (expected auto, cpu, cuda or cuda:N; "
+                          f"torch says: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} asked for, but no CUDA device is available")
+        raise ConfigError(f"device: {name!r} asked for, but no CUDA device is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device: {name!r} asked for, but there are {torch.cuda.device_count()} CUDA devices "
+                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     return device
 
 
@@ -73,12 +81,15 @@ class Numerics:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def for_batch(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W), or (K, B, C, H, W) for K fused seeds, with every image in this layout."""
-        if not self.channels_last:
+        """x (B, C, H, W) in this layout; (K, B, C, H, W) for K fused seeds unchanged.
+
+        A fused batch is not laid out: vmap's convolution folds K into the channels,
+        (B, K * C, H, W), with a contiguous copy whatever x's layout, so laying out each image
+        first would be one more full copy a step, for nothing.
+        """
+        if not self.channels_last or x.dim() != 4:
             return x
-        if x.dim() == 4:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x.movedim(-3, -1).contiguous().movedim(-1, -3)
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 def numerics(precision: str, device: torch.device) -> Numerics:
@@ -93,8 +104,12 @@ def numerics(precision: str, device: torch.device) -> Numerics:
     if precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision: expected auto, fp32 or bf16 (got {precision!r})")
     if precision == "auto" and device.type == "cuda":
-        # pre-Ampere cards lack bf16; a device not here is planned for as CUDA
-        precision = "fp32" if torch.cuda.is_available() and not torch.cuda.is_bf16_supported() else "bf16"
+        # bf16 where the card computes it natively: Ampere (compute capability 8) and later. Not
+        # torch.cuda.is_bf16_supported(): it asks about the current device, not ``device``, and
+        # by default counts emulation (True on a V100 or T4, where bf16 is slower than fp32).
+        # A device not here is planned for as CUDA.
+        precision = "bf16" if not torch.cuda.is_available() or torch.cuda.get_device_capability(device)[0] >= 8 \
+            else "fp32"
     elif precision == "auto":
         precision = "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
     if precision == "bf16":

@@ -97,6 +97,7 @@ class FusedModel(nn.Module):
             owner._buffers[leaf] = tensor
         self.k = len(models)
         self.stacked = stacked
+        self._state: tuple[dict, dict] | None = None  # forward's (params, buffers); see _state_dicts
         object.__setattr__(self, "template", template)  # not a submodule: its meta tensors are no state
         # A single-head model returns (logits, None, None); vmap wants no out_dims for the Nones.
         # (A new model kind whose forward returns None maps needs naming here.)
@@ -114,13 +115,26 @@ class FusedModel(nn.Module):
         Returns the lone model's outputs with a leading K: (logits (K, B, classes),
         map1 (K, B, C, H, W) or None, map2 (K, B, C, H, W) or None).
         """
-        params = dict(self.stacked.named_parameters())
-        buffers = dict(self.stacked.named_buffers())
+        params, buffers = self._state_dicts()
         # randomness="different": a backbone with dropout draws its own numbers per seed (from
         # the global generator, so not the lone run's numbers; seresnets draw none in training).
         fused = torch.vmap(self._one, in_dims=(0, 0, None if shared else 0), out_dims=self._out_dims,
                            randomness="different")
         return fused(params, buffers, x)
+
+    def _state_dicts(self) -> tuple[dict, dict]:
+        """``stacked``'s parameters and buffers by name: built once for eager steps (rebuilt after
+        ``_apply``, which may replace them); built afresh while torch.compile traces, so that it
+        reaches them as module state as before, not through a dict of this module's."""
+        if torch.compiler.is_compiling():
+            return dict(self.stacked.named_parameters()), dict(self.stacked.named_buffers())
+        if self._state is None:
+            self._state = dict(self.stacked.named_parameters()), dict(self.stacked.named_buffers())
+        return self._state
+
+    def _apply(self, fn, recurse: bool = True):
+        self._state = None  # .to(), .float() and the like may put new tensors in place of the old
+        return super()._apply(fn, recurse)
 
     def _one(self, params: dict, buffers: dict, x: torch.Tensor):
         return functional_call(self.template, (params, buffers), (x,))

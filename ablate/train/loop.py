@@ -261,7 +261,8 @@ class Learner(abc.ABC):
         cfg = cfgs[0]  # the runs differ in their seeds alone (fused.check_fusable)
         self.numerics = numerics(cfg.train.precision, device)
         # A plain model's weights take the layout; a FusedModel's stacked (K, ...) weights cannot
-        # (channels_last is a 4-d layout), so only its inputs do, image by image.
+        # (channels_last is a 4-d layout), nor do its inputs (Numerics.for_batch: vmap copies
+        # them into (B, K * C, H, W) whatever their layout).
         self.model = model if self.fused else self.numerics.for_model(model)
         if device.type == "cuda":  # cuDNN picks its fastest kernels for training's fixed shapes
             torch.backends.cudnn.benchmark = True

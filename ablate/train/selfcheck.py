@@ -98,15 +98,17 @@ def _device_name(device: torch.device) -> str:
 def check_fused_step(cfg: RunConfig, *, batch_size: int = 8) -> FusionCheck:
     """One training step of ``cfg``'s model for 2 seeds, fused and alone, compared.
 
-    The run's device, precision, image size and model (kind, backbone, frozen model1, FMCE
-    penalty) are used; model1 is built at random (its weights do not change the arithmetic),
-    the batch is random, and ``train.compile`` is left off.
+    The run's device, precision, image size and model (kind, backbone, head, frozen model1,
+    FMCE penalty) are used; model1 is built at random (its weights do not change the
+    arithmetic), the batch is random, and ``train.compile`` is left off: the eager step is
+    checked, and with ``train.compile`` on the reason says the compiled one is not.
 
     Raises:
         whatever fused training raises here (the caller, :func:`fusion_ok`, says why it failed).
     """
     cfg = resolve_precision(cfg)
     device = resolve_device(cfg.train.device)
+    unchecked = _compile_unchecked(cfg)
     changes = {"train.compile": False}
     if cfg.model.kind == "dual":
         changes.update({"model.model1.init": "random", "model.model1.weights": None})
@@ -137,7 +139,13 @@ def check_fused_step(cfg: RunConfig, *, batch_size: int = 8) -> FusionCheck:
             _worse(worst, where, "buffers", f"{name} of seed {k}", _error(state[name], b, tol))
     ok = all(v <= 1.0 for v in worst.values())
     return FusionCheck(ok, _device_name(device), torch.__version__, cfg.train.precision, numbers, tol, worst, where,
-                       _reason(ok, _device_name(device), cfg.train.precision, numbers, tol, worst, where))
+                       _reason(ok, _device_name(device), cfg.train.precision, numbers, tol, worst, where) + unchecked)
+
+
+def _compile_unchecked(cfg: RunConfig) -> str:
+    """What a reason adds when the run compiles its step: the check ran the eager one only
+    (compiling it too would cost minutes a check, the compile's own, on a GPU)."""
+    return "; the compiled step (train.compile) is not checked, only the eager one" if cfg.train.compile else ""
 
 
 def _one_step(learner: Learner, batches: Iterable, shape: tuple[int, ...]) -> list[float]:
@@ -170,19 +178,21 @@ def _reason(ok: bool, device: str, precision: str, numbers: str, tol: Tolerance,
             f"(rtol {tol.rtol:g}, atol {tol.atol:g} of the tensor's largest value)")
 
 
-# fusion_ok's answers in this process, by (device, torch version, precision, number format,
-# model kind, backbone, frozen model1, FMCE penalty on).
+# fusion_ok's answers in this process, by what decides whether the checked step is the one
+# used: device, torch version, precision, number format, model (kind, backbone, head, frozen
+# model1, FMCE penalty on), image size and train.compile (which the reason mentions).
 FUSION_CHECKS: dict[tuple, tuple[bool, str]] = {}
 
 
 def fusion_ok(cfg: RunConfig) -> tuple[bool, str]:
     """Whether seeds of ``cfg`` may train fused on its device, and why, in one line.
 
-    Runs :func:`check_fused_step` once per device, torch version, precision and model (kind,
-    backbone, frozen model1) in this process and remembers the answer. Never raises for what
-    fusion does: an ensemble, a check that fails or an error during it (out of memory, an
-    operator vmap cannot batch) is ``(False, reason)``, and the caller trains one seed at a
-    time.
+    Runs :func:`check_fused_step` once per device, torch version, precision, model (kind,
+    backbone, head, frozen model1, FMCE penalty), image size and ``train.compile`` in this
+    process and remembers the answer, except an out-of-memory error: that may pass (another
+    run's tensors freed), so the next call checks again. Never raises for what fusion does: an
+    ensemble, a check that fails or an error during it (out of memory, an operator vmap cannot
+    batch) is ``(False, reason)``, and the caller trains one seed at a time.
     """
     try:
         run = resolve_precision(cfg)
@@ -192,21 +202,28 @@ def fusion_ok(cfg: RunConfig) -> tuple[bool, str]:
     if run.model.kind == "ensemble":
         return False, "fusion unavailable: model.kind ensemble trains its two members one after the other"
     key = (_device_name(device), torch.__version__, run.train.precision, numeric_format(run.train.precision, device),
-           run.model.kind, run.model.backbone, run.model.model1.freeze, run.model.constraint.on)
-    if key not in FUSION_CHECKS:
-        FUSION_CHECKS[key] = _checked(run, key[0])
-    return FUSION_CHECKS[key]
+           run.model.kind, run.model.backbone, run.model.head, run.model.model1.freeze, run.model.constraint.on,
+           run.dataset.image_size, run.train.compile)
+    if key in FUSION_CHECKS:
+        return FUSION_CHECKS[key]
+    answer, lasting = _checked(run, key[0])
+    if lasting:
+        FUSION_CHECKS[key] = answer
+    return answer
 
 
-def _checked(run: RunConfig, device: str) -> tuple[bool, str]:
+def _checked(run: RunConfig, device: str) -> tuple[tuple[bool, str], bool]:
+    """The check's answer, and whether it lasts (False for an out-of-memory error)."""
     try:
         with _cuda_memory_released(device):
             check = check_fused_step(run)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return False, (f"fusion unavailable on {device}, torch {torch.__version__}, {run.train.precision}: "
-                       f"{type(exc).__name__}: {first}")
-    return check.ok, check.reason
+        transient = isinstance(exc, torch.OutOfMemoryError)
+        return (False, (f"fusion unavailable on {device}, torch {torch.__version__}, {run.train.precision}: "
+                        f"{type(exc).__name__}: {first}" + ("; checked again next time" if transient else "")
+                        + _compile_unchecked(run))), not transient
+    return (check.ok, check.reason), True
 
 
 @contextlib.contextmanager
