@@ -8,7 +8,8 @@ show in the dashboard and survive a killed worker); the arm's repeats then run w
 whose mean validation accuracy over those M runs is best. The search trial's own value is not in
 that mean: it is the biased one. The confirmation runs are part of the arm's budget
 (``search.n_trials``), so every arm spends the same. Confirmation seeds lie far from every seed
-the repeats run, so no repeat run is a confirmation run.
+the study runs otherwise (``ablate.seeding``; the study file is refused where they meet), so no
+search, repeat or ensemble member run is a confirmation run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ablate.config import StudyConfig, with_overrides
 from ablate.errors import ConfigError
+from ablate.seeding import confirmation_seeds
 from ablate.study import adapter
 from ablate.study.claims import claim_lock, requeue_dead_trials
 from ablate.study.events import Events, QuietEvents
@@ -32,25 +34,14 @@ from ablate.study.storage import confirm_study, open_storage, search_study
 from ablate.study.trial import run_trial
 from ablate.study.worker import work
 
-__all__ = ["CONFIRM_SEED_OFFSET", "confirm_seeds", "Candidate", "Confirmation", "run_confirm", "confirmation"]
-
-# Far from any seed a study's repeats run (0, 1, ... from repeats.first_seed) and from the
-# ensemble members' (2**20 + ...): a confirmation run is never a repeat run.
-CONFIRM_SEED_OFFSET = 1 << 21
+__all__ = ["confirm_seeds", "Candidate", "Confirmation", "run_confirm", "confirmation"]
 
 
 def confirm_seeds(cfg: StudyConfig) -> list[int]:
-    """The M confirmation seeds, the same for every candidate (their runs pair by seed).
-
-    Raises:
-        ConfigError: the repeats' seeds reach the confirmation seeds.
-    """
+    """The M confirmation seeds, the same for every candidate (their runs pair by seed); the
+    study file was refused if any other run of the study has one of them (``StudyConfig``)."""
     assert cfg.search.confirm is not None
-    seeds = [CONFIRM_SEED_OFFSET + j for j in range(cfg.search.confirm.seeds)]
-    if cfg.repeats is not None and cfg.repeats.first_seed + cfg.repeats.max_seeds > CONFIRM_SEED_OFFSET:
-        raise ConfigError(f"repeats.first_seed: the repeats' seeds would reach the confirmation seeds "
-                          f"({CONFIRM_SEED_OFFSET} on); start them lower")
-    return seeds
+    return list(confirmation_seeds(cfg.search.confirm.seeds))
 
 
 @dataclass(frozen=True)
