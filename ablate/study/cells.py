@@ -35,14 +35,8 @@ class RepeatCell:
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> RepeatCell:
-        """The cell a trial runs: the parameters it was enqueued with, which a retry carries too.
-
-        Not ``params``: they fill in one suggest at a time, so a worker killed between its
-        cell's suggests leaves a trial (and a retry copying it) with ``{"arm": ...}`` alone, and
-        reading that as the cell made the cell look missing and be enqueued and run again (the
-        kill soak found such a cell run twice). ``params`` only for a trial never enqueued.
-        """
-        p = adapter.enqueued_params(trial) or trial.params
+        """The cell a trial runs, from :func:`ablate.study.adapter.cell_params`."""
+        p = adapter.cell_params(trial)
         return cls(p.get("arm"), p.get("dataset"), p.get("seed"), p.get("replicate"))
 
     def __str__(self) -> str:

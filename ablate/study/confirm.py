@@ -87,9 +87,8 @@ def _best_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
 
 
 def _cell(trial: FrozenTrial) -> tuple[Any, Any]:
-    """(candidate, seed) of a confirmation trial, from the parameters it was enqueued with (a
-    worker killed between its suggests leaves ``params`` partial: see RepeatCell.of)."""
-    p = adapter.enqueued_params(trial) or trial.params
+    """(candidate, seed) of a confirmation trial (:func:`ablate.study.adapter.cell_params`)."""
+    p = adapter.cell_params(trial)
     return p.get("candidate"), p.get("seed")
 
 
