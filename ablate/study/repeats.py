@@ -48,10 +48,11 @@ def chosen_settings(cfg: StudyConfig, paths: StudyPaths, arm: str, replicate: in
     search_arm = arm if method == "per-arm" else None
     if cfg.search.confirm is not None:
         c = confirmation(cfg, paths, search_arm, replicate)
-        w = c.winner
+        w, paired = c.winner, c.paired_seeds
         return dict(w.params), (f"{confirm_study_name(cfg, search_arm, replicate)}: trial {w.trial} of the search, "
-                                f"mean validation accuracy {w.mean:.4f} over {len(w.values)} confirmation seeds "
-                                f"(the search's best, trial {c.candidates[0].trial}, had {c.candidates[0].mean:.4f})")
+                                f"mean validation accuracy {w.mean_over(paired):.4f} over the {len(paired)} "
+                                f"confirmation seeds every candidate completed (the search's best, trial "
+                                f"{c.candidates[0].trial}, had {c.candidates[0].mean_over(paired):.4f})")
     study = search_study(cfg, open_storage(paths.storage), search_arm, replicate)
     best = best_trial(study, method)
     return dict(best.params), f"{study.study_name} trial {best.number} (validation accuracy {best.value:.4f})"
@@ -125,7 +126,7 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths,
         for cell in _enqueue_order(cfg, cells):
             if cell in states.live:
                 continue
-            if states.failures.get(cell, 0) > max_retry:
+            if states.given_up(cell, max_retry):
                 given_up.append(cell)
                 continue
             key = (cell.arm, cell.replicate)
