@@ -12,14 +12,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from ablate.analysis import Spending
+from ablate.analysis import VARIANCE_SOURCES, Spending, VarianceSource
 from ablate.config.run import (DatasetConfig, ModelConfig, RunConfig, TrainConfig, _check_path, _Frozen,
                                with_overrides)
 from ablate.errors import ConfigError
 from ablate.seeding import CONFIRM_SEED_OFFSET, confirmation_seeds, ensemble_member_seeds
 
 __all__ = ["Choices", "Range", "Dimension", "SamplerConfig", "PrunerConfig", "ConfirmConfig", "SearchConfig",
-           "DEFAULT_ARMS", "CONTROLS", "MIN_FIRST_LOOK", "VARY", "SequentialSeeds", "RepeatsConfig", "StudyConfig",
+           "DEFAULT_ARMS", "CONTROLS", "MIN_FIRST_LOOK", "SequentialSeeds", "RepeatsConfig", "StudyConfig",
            "Arm", "base_run", "arm_overrides"]
 
 
@@ -128,11 +128,6 @@ CONTROLS = ("single-long", "ensemble")
 # "better" for equal arms in 14% and 6.5% of simulated studies (alpha 0.05; issue 16).
 MIN_FIRST_LOOK = 5
 
-# The sources of variance a repeat seed can draw (``repeats.vary``): model initialisation, data
-# order, augmentation, and the train / validation partition.
-VARY = ("init", "order", "augment", "split")
-
-
 class SequentialSeeds(_Frozen):
     """Seeds run in batches until every contrast is decided (``ablate.stats.sequential``).
 
@@ -184,9 +179,11 @@ class RepeatsConfig(_Frozen):
 
     arms: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_ARMS), min_length=2)
     seeds: Seeds = 10
-    # What a seed varies; a source left out is held at the study's train.seed (split: at
-    # dataset.split_seed) for every seed. The test examples never vary: they are the test split.
-    vary: list[Literal["init", "order", "augment", "split"]] = Field(default_factory=lambda: list(VARY), min_length=1)
+    # What a seed varies (ablate.analysis.VarianceSource: model initialisation, data order,
+    # augmentation, the train / validation partition); a source left out is held at the study's
+    # train.seed (split: at dataset.split_seed) for every seed. The test examples never vary:
+    # they are the test split.
+    vary: list[VarianceSource] = Field(default_factory=lambda: list(VARIANCE_SOURCES), min_length=1)
     spending: Spending = "obrien-fleming"
     first_seed: int = 0
     datasets: list[str] = Field(default_factory=list)  # empty: the study's dataset.name
