@@ -30,7 +30,7 @@ from ablate.study.paths import StudyPaths, redact, resolve_paths, storage_kind
 from ablate.study.provenance import git_commit, provenance
 from ablate.study.repeats import (RepeatsProgress, cell_settings, fuse_count, repeat_config, repeats_progress,
                                   run_repeats, sequential_settings)
-from ablate.study.run import PHASES, planned_repeats, run_study, study_phases
+from ablate.study.run import PHASES, phase_trials, planned_repeats, run_study, study_phases
 from ablate.study.confirm import confirmation, run_confirm
 from ablate.study.search import Search, arm_space, run_search, run_searches, searches
 from ablate.study.storage import confirm_study, open_storage, repeats_study, search_study
@@ -53,7 +53,7 @@ __all__ = [
     "run_repeats", "sequential_settings", "RepeatsProgress", "repeats_progress",
     "StudyResults", "collect_results", "earlier_results", "analysis_settings", "search_summaries",
     "note_on_dashboard", "earlier_sd", "plan_study", "provenance", "git_commit",
-    "study_phases", "planned_repeats", "run_study",
+    "study_phases", "phase_trials", "planned_repeats", "run_study",
 ]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
