@@ -51,7 +51,8 @@ def check_settings(rope: float | None, alpha: float, smallest_effect: float | No
 
     Raises:
         ConfigError: ``rope`` negative or not finite, ``alpha`` outside (0, 1),
-            ``smallest_effect`` not positive, or ``still_rising`` not finite.
+            ``smallest_effect`` not positive, or ``still_rising`` negative or not finite
+            (the study file's ``repeats`` section holds the same ranges).
     """
     if rope is not None and not (is_finite(rope) and rope >= 0):
         raise ConfigError(f"rope must be a finite number of points >= 0, got {rope!r}")
@@ -59,8 +60,8 @@ def check_settings(rope: float | None, alpha: float, smallest_effect: float | No
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
     if smallest_effect is not None and not (is_finite(smallest_effect) and smallest_effect > 0):
         raise ConfigError(f"smallest effect must be a finite number of points > 0, got {smallest_effect!r}")
-    if not is_finite(still_rising):
-        raise ConfigError(f"still_rising must be a finite number of points, got {still_rising!r}")
+    if not (is_finite(still_rising) and still_rising >= 0):
+        raise ConfigError(f"still_rising must be a finite number of points >= 0, got {still_rising!r}")
 
 
 class _Frozen(BaseModel):

@@ -171,7 +171,7 @@ def _run_workers(args: argparse.Namespace, cfg, paths, phase: str, workers: int,
     Raises:
         WorkersFailed: a worker exited with an error.
     """
-    from ablate.study import planned_repeats, searches
+    from ablate.study import phase_trials, planned_repeats
     from ablate.train import available_cores
 
     threads = max(1, available_cores() // workers)
@@ -192,7 +192,7 @@ def _run_workers(args: argparse.Namespace, cfg, paths, phase: str, workers: int,
     if any(codes):
         raise WorkersFailed(f"{sum(c != 0 for c in codes)} of {workers} {phase} workers failed "
                             f"(exit codes {codes}); run the same command again to continue")
-    total = cfg.search.n_trials * len(searches(cfg)) if phase == "search" else planned_repeats(cfg, paths)
+    total = phase_trials(cfg, "search") if phase == "search" else planned_repeats(cfg, paths)
     print(f"{phase}: done ({total} trials)")
 
 
@@ -267,7 +267,7 @@ def _report_from_results(args: argparse.Namespace) -> int:
         changes["contrasts"] = [tuple(pair) for pair in args.contrast]
     for flag in ("rope", "alpha", "smallest_effect", "still_rising"):
         if getattr(args, flag) is not None:
-            changes[flag] = _number(f"--{flag.replace('_', '-')}", getattr(args, flag))
+            changes[flag] = _number(getattr(args, flag), f"--{flag.replace('_', '-')}")
     for flag in ("title", "note"):
         if getattr(args, flag) is not None:
             changes[flag] = getattr(args, flag)
@@ -281,27 +281,23 @@ def _report_from_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _number(flag: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{flag}: expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{flag}: expected a finite number, got {text!r}")
-    return value
-
-
-def _points(text: str | None, option: str) -> float | None:
-    """A positive, finite number of points from the command line; argparse's own error would
-    print the usage too, and a user's mistake is one line."""
+def _number(text: str | None, option: str, *, positive: bool = False) -> float | None:
+    """A finite number from the command line, None when the option is not given; ``positive``:
+    a number of points > 0. argparse's own error would print the usage too, and a user's
+    mistake is one line.
+    """
     if text is None:
         return None
     try:
         value = float(text)
     except ValueError:
+        if not positive:
+            raise ConfigError(f"{option}: expected a number, got {text!r}") from None
         value = float("nan")
-    if not (value > 0 and value < float("inf")):
+    if positive and not 0 < value < math.inf:
         raise ConfigError(f"{option}: expected a positive number of points (got {text!r})")
+    if not math.isfinite(value):
+        raise ConfigError(f"{option}: expected a finite number, got {text!r}")
     return value
 
 
@@ -319,12 +315,11 @@ def _shown_path(path: Path) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from ablate.config import load_study
-    from ablate.study import plan_study, resolve_paths
+    from ablate.study import load_study_file, plan_study
 
-    sd, effect = _points(args.sd, "--sd"), _points(args.effect, "--effect")
-    cfg = load_study(args.study)
-    paths = resolve_paths(cfg, args.study, storage_override=_storage_override(args))
+    sd, effect = _number(args.sd, "--sd", positive=True), _number(args.effect, "--effect", positive=True)
+    # a plan needs no data set or backbone: the study file alone, checked as far as it goes
+    cfg, paths = load_study_file(args.study, storage=_storage_override(args), check=False)
     plan = plan_study(cfg, paths, sd, effect, where=str(args.study))
     if args.json:
         print(json.dumps(plan, indent=2))

@@ -190,3 +190,14 @@ def test_plan_bad_study(capsys, write_study, tmp_path):
     _fails_cleanly(capsys, ["plan", str(path)], path.parent, "repeats.seeds.step: required setting is missing")
     path = write_study("name: x\nrepeats: {seeds: 5, rope: 0}\n")
     _fails_cleanly(capsys, ["plan", str(path)], path.parent, "pass --effect")
+
+
+def test_report_refuses_a_negative_still_rising_as_the_study_file_does(capsys, tmp_path, write_study):
+    rows = "".join(f"digits,{arm},{seed},{0.8 + 0.01 * seed}\n" for arm in ("a", "b") for seed in range(3))
+    (tmp_path / "results.csv").write_text("dataset,arm,seed,accuracy\n" + rows)
+    out = tmp_path / "report"
+    argv = ["report", "--results", str(tmp_path / "results.csv"), "--out", str(out), "--still-rising", "-1"]
+    _fails_cleanly(capsys, argv, tmp_path, "still_rising must be a finite number of points >= 0, got -1.0")
+    assert not out.exists()
+    path = write_study("name: x\nrepeats: {still_rising: -1}\n")
+    _fails_cleanly(capsys, ["check", str(path)], path.parent, "repeats.still_rising: Input should be greater than or equal to 0")

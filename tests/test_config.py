@@ -133,3 +133,55 @@ def test_the_readme_study_file_is_the_committed_one():
     shown = [yaml.safe_load(b) for b in blocks if b.startswith("name: fmce-digits")]
     assert len(shown) == 1
     assert shown[0] == yaml.safe_load((root / "studies" / "fmce-digits.yaml").read_text())
+
+
+def _confirmed(extra: str = "", *, seed: int = 0, kind: str = "dual") -> str:
+    """The tiny study with a confirmation of 1 x 2 runs (seeds 2**21 and 2**21 + 1)."""
+    return (tiny_study_text(n_trials=4, extra=extra)
+            .replace("  space:", "  confirm: {top: 1, seeds: 2}\n  space:")
+            .replace("seed: 0, device", f"seed: {seed}, device").replace("kind: dual", f"kind: {kind}"))
+
+
+ENSEMBLE_ARMS = "  arms: {e: {control: ensemble}, s: {model.kind: single}}\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # every search trial would run on confirmation seed 0
+    (_confirmed(seed=2**21), "train.seed: the study's seed (2097152) and the confirmation seeds (2097152..2097153) overlap"),
+    (_confirmed("repeats:\n  seeds: 2\n  first_seed: 2097151\n"),
+     "repeats.first_seed: the repeats' seeds (2097151..2097152) and the confirmation seeds (2097152..2097153) overlap"),
+    # the ensemble members of repeat seed 2**19 are 2**21 and 2**21 + 1
+    (_confirmed("repeats:\n  seeds: 2\n  first_seed: 524287\n" + ENSEMBLE_ARMS),
+     "repeats.first_seed: the ensemble members of the repeats' seeds (2097150..2097153) and the confirmation seeds "
+     "(2097152..2097153) overlap"),
+    # a searched ensemble trains members of the study's seed
+    (_confirmed(seed=2**19, kind="ensemble"),
+     "train.seed: the ensemble members of the study's seed (2097152..2097153) and the confirmation seeds "
+     "(2097152..2097153) overlap"),
+])
+def test_a_confirmation_seed_that_another_run_uses_is_refused_at_load(text, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_study(text, source="s.yaml")
+    assert str(info.value) == f"s.yaml: {expected}, so a confirmation run would not be on a fresh seed; " \
+                              f"choose seeds from 0 to 524287"
+
+
+def test_an_ensemble_member_that_is_a_repeat_seed_is_refused():
+    text = tiny_study_text(n_trials=0, extra="repeats:\n  seeds: 3\n  first_seed: 1048576\n" + ENSEMBLE_ARMS)
+    with pytest.raises(ConfigError, match=r"^s.yaml: train.seed: the ensemble members of the study's seed "
+                                          r"\(1048576..1048577\) and the repeats' seeds \(1048576..1048578\) overlap"):
+        parse_study(text, source="s.yaml")
+    # the same seeds without an ensemble anywhere are fine, and so are the usual seeds with one
+    assert parse_study(text.replace("control: ensemble", "model.kind: single")).repeats.first_seed == 2**20
+    assert parse_study(_confirmed("repeats:\n  seeds: 10\n" + ENSEMBLE_ARMS)).search.confirm.seeds == 2
+
+
+def test_check_refuses_a_confirmation_seed_clash_in_one_line(write_study, capsys):
+    from ablate.cli import main
+
+    path = write_study(_confirmed(seed=2**21))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith("choose seeds from 0 to 524287")
+    assert "train.seed: the study's seed (2097152)" in err
+    assert sorted(p.name for p in path.parent.iterdir()) == ["study.yaml"]

@@ -6,6 +6,8 @@ trial wins the search, which wins the confirmation and what the repeats run with
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from optuna.trial import TrialState
 
@@ -237,3 +239,109 @@ def test_plan_counts_the_stage1_runs_of_the_confirmation_seeds(write_study):
     path = write_study(text)
     cfg = load_study(path)
     assert study_cost(cfg, path.parent).stage1_runs == 1 + 2  # the study seed's and each confirmation seed's
+
+
+def _failing(calls: list, fails, bonus=None):
+    """_fake_training, except that a run fails (TrainingError) when ``fails(lr, seed, tries)`` says so
+    (``tries``: how often that lr and seed ran before) and ``bonus`` adds to some runs' accuracy."""
+    from ablate.errors import TrainingError
+
+    base = _fake_training([])
+    tries: dict = {}
+
+    def train_run(run_cfg, **kwargs):
+        key = (run_cfg.train.lr, run_cfg.train.seed)
+        tries[key] = tries.get(key, 0) + 1
+        calls.append(key)
+        if fails(*key, tries[key] - 1):
+            raise TrainingError(f"stand-in failure of lr {key[0]} on seed {key[1]}")
+        result = base(run_cfg, **kwargs)
+        extra = (bonus or {}).get(key, 0.0)
+        return dataclasses.replace(result, val_accuracy=result.val_accuracy + extra)
+
+    return train_run
+
+
+@pytest.fixture
+def patch_training(monkeypatch):
+    import ablate.study.trial as trial_module
+
+    monkeypatch.setattr(trial_module, "upload_curve", lambda *args: None)
+    return lambda train_run: monkeypatch.setattr(trial_module, "train_run", train_run)
+
+
+def test_a_failed_confirmation_run_is_retried_and_the_study_completes(write_study, patch_training):
+    calls: list = []
+    first = 2**21
+    patch_training(_failing(calls, lambda lr, seed, tries: (lr, seed, tries) == (2.0e-3, first, 0)))
+    cfg, paths = _study(write_study, "retried", 8, "confirm: {top: 2, seeds: 2}")
+    run_searches(cfg, paths)
+    runs = confirm_study(cfg, open_storage(paths.storage), "a").get_trials()
+    assert sorted(t.state.name for t in runs) == ["COMPLETE"] * 4 + ["FAIL"]
+    assert calls.count((2.0e-3, first)) == 3, "arm a ran its failed cell once more; arm b's never failed"
+    c = confirmation(cfg, paths, "a")
+    assert [len(cand.values) for cand in c.candidates] == [2, 2] and c.paired_seeds == (first, first + 1)
+    assert c.winner.params == {"train.lr": 2.0e-3}
+    run_repeats(cfg, paths)
+    assert len(collect_results(cfg, paths).results) == 4
+
+
+def test_a_candidate_missing_a_seed_is_compared_on_the_common_seeds_only(write_study, patch_training):
+    """2e-3 never completes the second confirmation seed; 4e-3 is lucky there (+0.10). Over all its runs
+    4e-3 would win (0.691 against 0.672), but on the seed both completed 2e-3 does (0.672 against 0.642)."""
+    first, second = 2**21, 2**21 + 1
+    patch_training(_failing([], lambda lr, seed, tries: (lr, seed) == (2.0e-3, second),
+                            bonus={(4.0e-3, second): 0.10}))
+    cfg, paths = _study(write_study, "paired", 8, "confirm: {top: 2, seeds: 2}")
+    run_searches(cfg, paths)  # returns: the cell is given up after 1 + 2 retries
+    runs = confirm_study(cfg, open_storage(paths.storage), "a").get_trials()
+    assert sum(t.state == TrialState.FAIL for t in runs) == 3
+    c = confirmation(cfg, paths, "a")
+    lucky, steady = c.candidates
+    assert (lucky.params, lucky.seeds, steady.params, steady.seeds) == (
+        {"train.lr": 4.0e-3}, (first, second), {"train.lr": 2.0e-3}, (first,))
+    assert lucky.mean == pytest.approx(0.691) and steady.mean == pytest.approx(0.672)
+    assert c.paired_seeds == (first,) and lucky.mean_over(c.paired_seeds) == pytest.approx(0.642)
+    assert c.winner is steady
+    record = c.record(2, 8)
+    assert record["paired_seeds"] == [first] and record["candidates"][1]["seeds"] == [first]
+
+
+def test_a_candidate_without_a_completed_run_is_recorded_as_valid_json():
+    import json
+
+    from ablate.study.confirm import Candidate, Confirmation
+
+    c = Confirmation((Candidate(3, {}, 0.9, (), ()), Candidate(5, {}, 0.8, (0.7, 0.6), (10, 11))), seeds=2)
+    assert c.winner.trial == 5 and c.paired_seeds == (10, 11)
+    record = json.loads(json.dumps(c.record(2, 6), allow_nan=False))
+    assert [cand["mean"] for cand in record["candidates"]] == [None, pytest.approx(0.65)]
+    assert (record["runs"], record["shortfall"], record["search_winner"], record["confirm_winner"]) == (4, 0, 3, 5)
+
+
+def test_an_arm_with_too_few_completed_search_trials_is_warned_of(write_study, patch_training):
+    """Three of the four search trials are pruned: one candidate runs 2 of the 4 confirmation runs."""
+    import json
+
+    import optuna
+
+    from ablate.report.tuning_file import check_tuning
+    from ablate.report.tuning import tuning_section
+
+    fake = _fake_training([])
+
+    def train_run(run_cfg, **kwargs):
+        if run_cfg.train.seed == 0 and run_cfg.train.lr != 2.0e-3:
+            raise optuna.TrialPruned()
+        return fake(run_cfg, **kwargs)
+
+    patch_training(train_run)
+    cfg, paths = _study(write_study, "short", 8, "confirm: {top: 2, seeds: 2}")
+    run_searches(cfg, paths)
+    run_repeats(cfg, paths)
+    tuning = check_tuning(json.loads(json.dumps(collect_results(cfg, paths).tuning, allow_nan=False)))
+    confirm = tuning["a"]["confirm"]
+    assert (confirm["budget"], confirm["runs"], confirm["shortfall"], len(confirm["candidates"])) == (8, 2, 2, 1)
+    text = "\n".join(tuning_section(tuning))
+    assert "**Warning:** a spent 6 of its 8 runs: only 1 search trial completed, so only 1 candidate was confirmed." in text
+    assert text.count("**Warning:**") == 2  # one per arm, both short

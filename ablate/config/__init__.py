@@ -11,7 +11,7 @@ check (backbones, data sets on disk) are checked by ``ablate.study.check_study``
 from ablate.config.load import load_study, parse_study
 from ablate.config.run import (ConstraintConfig, DatasetConfig, Model1Config, ModelConfig, RunConfig, TrainConfig,
                                config_hash, get_path, with_overrides)
-from ablate.config.study import (CONTROLS, DEFAULT_ARMS, MIN_FIRST_LOOK, VARY, Arm, Choices, ConfirmConfig, Dimension,
+from ablate.config.study import (CONTROLS, DEFAULT_ARMS, MIN_FIRST_LOOK, Arm, Choices, ConfirmConfig, Dimension,
                                  PrunerConfig, Range, RepeatsConfig, SamplerConfig, SearchConfig, SequentialSeeds,
                                  StudyConfig, arm_overrides, base_run)
 
@@ -41,7 +41,6 @@ __all__ = [
     "base_run",
     "arm_overrides",
     "Arm",
-    "VARY",
     "MIN_FIRST_LOOK",
     "Dimension",
 ]

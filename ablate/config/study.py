@@ -12,13 +12,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from ablate.analysis import Spending
+from ablate.analysis import VARIANCE_SOURCES, Spending, VarianceSource
 from ablate.config.run import (DatasetConfig, ModelConfig, RunConfig, TrainConfig, _check_path, _Frozen,
                                with_overrides)
 from ablate.errors import ConfigError
+from ablate.seeding import CONFIRM_SEED_OFFSET, confirmation_seeds, ensemble_member_seeds
 
 __all__ = ["Choices", "Range", "Dimension", "SamplerConfig", "PrunerConfig", "ConfirmConfig", "SearchConfig",
-           "DEFAULT_ARMS", "CONTROLS", "MIN_FIRST_LOOK", "VARY", "SequentialSeeds", "RepeatsConfig", "StudyConfig",
+           "DEFAULT_ARMS", "CONTROLS", "MIN_FIRST_LOOK", "SequentialSeeds", "RepeatsConfig", "StudyConfig",
            "Arm", "base_run", "arm_overrides"]
 
 
@@ -127,11 +128,6 @@ CONTROLS = ("single-long", "ensemble")
 # "better" for equal arms in 14% and 6.5% of simulated studies (alpha 0.05; issue 16).
 MIN_FIRST_LOOK = 5
 
-# The sources of variance a repeat seed can draw (``repeats.vary``): model initialisation, data
-# order, augmentation, and the train / validation partition.
-VARY = ("init", "order", "augment", "split")
-
-
 class SequentialSeeds(_Frozen):
     """Seeds run in batches until every contrast is decided (``ablate.stats.sequential``).
 
@@ -183,9 +179,11 @@ class RepeatsConfig(_Frozen):
 
     arms: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_ARMS), min_length=2)
     seeds: Seeds = 10
-    # What a seed varies; a source left out is held at the study's train.seed (split: at
-    # dataset.split_seed) for every seed. The test examples never vary: they are the test split.
-    vary: list[Literal["init", "order", "augment", "split"]] = Field(default_factory=lambda: list(VARY), min_length=1)
+    # What a seed varies (ablate.analysis.VarianceSource: model initialisation, data order,
+    # augmentation, the train / validation partition); a source left out is held at the study's
+    # train.seed (split: at dataset.split_seed) for every seed. The test examples never vary:
+    # they are the test split.
+    vary: list[VarianceSource] = Field(default_factory=lambda: list(VARIANCE_SOURCES), min_length=1)
     spending: Spending = "obrien-fleming"
     first_seed: int = 0
     datasets: list[str] = Field(default_factory=list)  # empty: the study's dataset.name
@@ -292,6 +290,72 @@ class StudyConfig(_Frozen):
                 raise ValueError("search.replicates: each replicate's settings run every seed of the repeats, "
                                  "so replicates need a fixed number of repeats.seeds, not a sequential plan")
         return self
+
+    @model_validator(mode="after")
+    def _runs_share_no_seed(self) -> StudyConfig:
+        clash = _seed_clash(self)
+        if clash is not None:
+            raise ValueError(clash)
+        return self
+
+
+def _members(seeds: range) -> range:
+    """Every ensemble member seed of ``seeds``: the two of each seed lie side by side."""
+    return range(ensemble_member_seeds(seeds.start)[0], ensemble_member_seeds(seeds.stop)[0])
+
+
+def _overlap(a: range, b: range) -> bool:
+    return bool(a) and bool(b) and a.start < b.stop and b.start < a.stop
+
+
+def _span(seeds: range) -> str:
+    return str(seeds.start) if len(seeds) == 1 else f"{seeds.start}..{seeds.stop - 1}"
+
+
+def _trains_an_ensemble(cfg: StudyConfig) -> bool:
+    """Whether an arm, the study's model or a searched ``model.kind`` is an ensemble."""
+    kinds = {cfg.model.kind}
+    if cfg.repeats is not None:
+        kinds |= {arm_overrides(cfg, arm).get("model.kind", cfg.model.kind) for arm in cfg.repeats.arms}
+    searched = cfg.search.space.get("model.kind")
+    if isinstance(searched, Choices) and cfg.search.n_trials > 0:
+        kinds |= set(searched.choices)
+    return "ensemble" in kinds
+
+
+def _seed_clash(cfg: StudyConfig) -> str | None:
+    """Where two kinds of the study's runs would share a seed, as one line naming the key; else None.
+
+    A confirmation run must be none of the study's other runs (else it is not on a fresh seed),
+    and an ensemble member none of the repeat runs it is compared with (issue 8). The seeds: the
+    study's ``train.seed`` (the search's runs, and every source a repeat holds fixed), the
+    repeats' from ``first_seed`` on, the ensemble members of both when anything trains an
+    ensemble, and the confirmation seeds (:func:`ablate.seeding.confirmation_seeds`).
+    """
+    train = range(cfg.train.seed, cfg.train.seed + 1)
+    rep = cfg.repeats
+    repeats = range(rep.first_seed, rep.first_seed + rep.max_seeds) if rep is not None else range(0)
+    runs = [("train.seed", "the study's seed", train), ("repeats.first_seed", "the repeats' seeds", repeats)]
+    members = []
+    if _trains_an_ensemble(cfg):
+        members = [("train.seed", "the ensemble members of the study's seed", _members(train)),
+                   ("repeats.first_seed", "the ensemble members of the repeats' seeds", _members(repeats))]
+    for key, what, seeds in members:
+        if _overlap(seeds, repeats):
+            return (f"{key}: {what} ({_span(seeds)}) and the repeats' seeds ({_span(repeats)}) overlap, so the "
+                    f"ensemble control would reuse runs it is compared with; choose seeds from 0 to {_FRESH - 1}")
+    if cfg.search.confirm is None:
+        return None
+    confirm = confirmation_seeds(cfg.search.confirm.seeds)
+    for key, what, seeds in runs + members:
+        if _overlap(seeds, confirm):
+            return (f"{key}: {what} ({_span(seeds)}) and the confirmation seeds ({_span(confirm)}) overlap, so "
+                    f"a confirmation run would not be on a fresh seed; choose seeds from 0 to {_FRESH - 1}")
+    return None
+
+
+# Seeds 0 .. 2**19 - 1 and their ensemble members (2**20 ..) stay below the confirmation seeds.
+_FRESH = CONFIRM_SEED_OFFSET // 4
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,7 @@ def _arm_tuning(arm: str, t: Record) -> list[str]:
     elif t["method"] != "fixed":
         lines += ["No search trials recorded.", ""]
     lines += _confirm_lines(t.get("confirm"))
+    lines += _shortfall_lines(arm, t)
     return lines
 
 
@@ -144,9 +145,14 @@ def _confirm_lines(confirm: Record | None) -> list[str]:
     role = {search: "search winner", chosen: "confirmation winner"} if search != chosen else {search: "both"}
     lines += table(
         ["trial", "search val. accuracy (%)", f"mean over {plural(seeds, 'seed')} (%)", "won"],
-        [[int(c["trial"]), format_points(100 * c["search_value"]), format_points(100 * c["mean"]),
+        [[int(c["trial"]), format_points(100 * c["search_value"]),
+          "none completed" if c["mean"] is None else format_points(100 * c["mean"]),
           role.get(int(c["trial"]), "")] for c in candidates],
     ) + [""]  # fmt: skip
+    paired = confirm.get("paired_seeds")
+    if paired is not None and any(len(c["values"]) != len(paired) for c in candidates if c["values"]):
+        lines += [f"Not every confirmation run completed: the candidates were compared on the "
+                  f"{plural(len(paired), 'seed')} every one of them completed.", ""]
     if search == chosen:
         return lines + [f"The search's winner, trial {search}, also won the confirmation.", ""]
     gap = 100 * (by_trial[chosen]["mean"] - by_trial[search]["mean"])
@@ -155,6 +161,18 @@ def _confirm_lines(confirm: Record | None) -> list[str]:
         f"accuracies over the confirmation seeds differ by {format_signed(gap)} points.",
         "",
     ]
+
+
+def _shortfall_lines(arm: str, t: Record) -> list[str]:
+    """A warning when an arm's confirmation ran fewer runs than its budget: fewer than ``top``
+    search trials completed (pruned or failed), so the arms did not spend the same."""
+    confirm = t.get("confirm")
+    if not confirm or not confirm.get("shortfall"):
+        return []
+    budget, confirmed = int(confirm["budget"]), int(confirm["runs"]) // int(confirm["seeds"])
+    return [f"**Warning:** {arm} spent {budget - int(confirm['shortfall'])} of its {budget} runs: only "
+            f"{plural(confirmed, 'search trial')} completed, so only {plural(confirmed, 'candidate')} "
+            f"{'was' if confirmed == 1 else 'were'} confirmed.", ""]
 
 
 def _replicate_spread(tuning: Mapping[str, Record]) -> list[str]:

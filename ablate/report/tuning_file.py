@@ -10,7 +10,13 @@ Per arm (a JSON object keyed by arm name)::
                     trial at its last reported value
     search_pruned   booleans as long as search_values (absent in older files: none pruned)
     confirm         null, or {"top": K, "seeds": M, "candidates": [{"trial", "search_value",
-                    "values": [M values], "mean"}], "search_winner": trial, "confirm_winner": trial}
+                    "values": [up to M values], "seeds": [the seed of each value], "mean": null
+                    without values}], "paired_seeds": [the seeds every candidate that ran
+                    completed: the winner's comparison], "budget": the search's whole budget
+                    (search.n_trials), "runs": confirmation runs planned
+                    (candidates x M), "shortfall": runs of the budget K x M not made because fewer
+                    than K search trials completed, "search_winner": trial, "confirm_winner": trial}
+                    (older files lack each candidate's seeds, paired_seeds, budget, runs and shortfall)
     replicates      null, or one {"replicate": r, "settings", "value": mean validation accuracy
                     of the settings it chose, "source": text} per independent search r = 0..R-1
     dataset         (optional) the data set the search ran on; names the tuning figure
@@ -128,20 +134,44 @@ def _checked_confirm(confirm: object) -> dict[str, object] | None:
     candidates = []
     for i, c in enumerate(raw):
         where = f"confirm.candidates[{i}]"
-        candidates.append({
-            "trial": _whole(c.get("trial"), f"{where}.trial"),
-            "search_value": _fractions([c.get("search_value")], f"{where}.search_value")[0],
-            "values": _fractions(c.get("values"), f"{where}.values"),
-            "mean": _fractions([c.get("mean")], f"{where}.mean")[0],
-        })
+        candidates.append(_checked_candidate(c, where))
     out = {"top": _whole(confirm.get("top"), "confirm.top"), "seeds": _whole(confirm.get("seeds"), "confirm.seeds"),
            "candidates": candidates}
+    if confirm.get("paired_seeds") is not None:
+        out["paired_seeds"] = _wholes(confirm["paired_seeds"], "confirm.paired_seeds")
+    for key in ("budget", "runs", "shortfall"):
+        if confirm.get(key) is not None:
+            out[key] = _whole(confirm[key], f"confirm.{key}")
     trials = [c["trial"] for c in candidates]
     for key in ("search_winner", "confirm_winner"):
         out[key] = _whole(confirm.get(key), f"confirm.{key}")
         if out[key] not in trials:
             raise ConfigError(f"confirm.{key} {out[key]} is not one of the candidates' trials {trials}")
     return out
+
+
+def _checked_candidate(c: Mapping[str, object], where: str) -> dict[str, object]:
+    out: dict[str, object] = {
+        "trial": _whole(c.get("trial"), f"{where}.trial"),
+        "search_value": _fractions([c.get("search_value")], f"{where}.search_value")[0],
+        "values": _fractions(c.get("values"), f"{where}.values"),
+    }
+    values = out["values"]
+    if c.get("seeds") is not None:
+        out["seeds"] = _wholes(c["seeds"], f"{where}.seeds")
+        if len(out["seeds"]) != len(values):
+            raise ConfigError(f"{where}.seeds must name the seed of each of its {len(values)} values")
+    if c.get("mean") is None and not values:
+        out["mean"] = None  # no confirmation run of it completed
+    else:
+        out["mean"] = _fractions([c.get("mean")], f"{where}.mean")[0]
+    return out
+
+
+def _wholes(values: object, what: str) -> list[int]:
+    if not isinstance(values, list):
+        raise ConfigError(f"{what} must be a list of whole numbers")
+    return [_whole(v, what) for v in values]
 
 
 def _checked_replicates(replicates: object) -> list[dict[str, object]] | None:

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial
 
 from ablate.errors import AblateError
 
-__all__ = ["OptunaChanged", "check", "check_once", "enqueued_params", "heartbeat", "rdb_engine",
+__all__ = ["OptunaChanged", "cell_params", "check", "check_once", "enqueued_params", "heartbeat", "rdb_engine",
            "record_heartbeat", "storage_of", "trial_id"]
 
 MODULE = "ablate/study/adapter.py"
@@ -97,6 +97,18 @@ def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
     and ``RetryHeartbeatStaleTrialCallback`` carries it over to the retry.
     """
     return dict(trial.system_attrs.get("fixed_params", {}))
+
+
+def cell_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters that name a trial's cell: those it was enqueued with, which a retry carries
+    too; ``params`` only for a trial never enqueued.
+
+    Not ``params`` first: they fill in one suggest at a time, so a worker killed between its
+    suggests leaves a trial (and a retry copying it) with part of them, and reading that as the
+    cell made the cell look missing and be enqueued and run again (the kill soak found such a
+    cell run twice).
+    """
+    return enqueued_params(trial) or dict(trial.params)
 
 
 def rdb_engine(storage: optuna.storages.BaseStorage) -> Any:

@@ -6,6 +6,7 @@ with the cell as its parameters and its :class:`CellSettings` as user attributes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +36,8 @@ class RepeatCell:
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> RepeatCell:
-        """The cell a trial runs: the parameters it was enqueued with, which a retry carries too.
-
-        Not ``params``: they fill in one suggest at a time, so a worker killed between its
-        cell's suggests leaves a trial (and a retry copying it) with ``{"arm": ...}`` alone, and
-        reading that as the cell made the cell look missing and be enqueued and run again (the
-        kill soak found such a cell run twice). ``params`` only for a trial never enqueued.
-        """
-        p = adapter.enqueued_params(trial) or trial.params
+        """The cell a trial runs, from :func:`ablate.study.adapter.cell_params`."""
+        p = adapter.cell_params(trial)
         return cls(p.get("arm"), p.get("dataset"), p.get("seed"), p.get("replicate"))
 
     def __str__(self) -> str:
@@ -101,23 +96,32 @@ def look_of(cfg: StudyConfig, seed: int) -> int:
 
 @dataclass(frozen=True)
 class CellStates:
-    """Per cell: its first COMPLETE trial; the cells COMPLETE, RUNNING or WAITING; failures so far."""
+    """Per cell: its first COMPLETE trial; the cells COMPLETE, RUNNING or WAITING; failures so far.
 
-    complete: dict[RepeatCell, FrozenTrial]
-    live: set[RepeatCell]
-    failures: dict[RepeatCell, int]
+    A cell is a :class:`RepeatCell`, or whatever ``key`` of :func:`cell_states` makes of a trial
+    (a confirmation run's (candidate, seed)).
+    """
 
-    def finished(self, cell: RepeatCell, max_retries: int) -> bool:
+    complete: dict[Hashable, FrozenTrial]
+    live: set[Hashable]
+    failures: dict[Hashable, int]
+
+    def finished(self, cell: Hashable, max_retries: int) -> bool:
         """COMPLETE, or given up after more than ``max_retries`` failures and not running again."""
         return cell in self.complete or (cell not in self.live and self.failures.get(cell, 0) > max_retries)
 
+    def given_up(self, cell: Hashable, max_retries: int) -> bool:
+        """Failed more than ``max_retries`` times, so not enqueued again."""
+        return self.failures.get(cell, 0) > max_retries
 
-def cell_states(trials: list[FrozenTrial]) -> CellStates:
-    complete: dict[RepeatCell, FrozenTrial] = {}
-    live: set[RepeatCell] = set()
-    failures: dict[RepeatCell, int] = {}
+
+def cell_states(trials: list[FrozenTrial], key: Callable[[FrozenTrial], Hashable] = RepeatCell.of) -> CellStates:
+    """Where each cell stands; ``key``: the cell a trial runs (default: a repeat cell)."""
+    complete: dict[Hashable, FrozenTrial] = {}
+    live: set[Hashable] = set()
+    failures: dict[Hashable, int] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        cell = RepeatCell.of(t)
+        cell = key(t)
         if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
             live.add(cell)
         if t.state == TrialState.COMPLETE:

@@ -46,8 +46,10 @@ def check_study(cfg: StudyConfig, paths: StudyPaths, workers: int = 1) -> None:
         )
 
 
-def load_study_file(path: Path | None, *, workers: int = 1, storage: str | None = None) -> tuple[StudyConfig, StudyPaths]:
-    """Read, validate and check a study file (:func:`check_study`); creates nothing.
+def load_study_file(path: Path | None, *, workers: int = 1, storage: str | None = None,
+                    check: bool = True) -> tuple[StudyConfig, StudyPaths]:
+    """Read, validate and check a study file (:func:`check_study`, unless ``check`` is False:
+    ``ablate plan`` needs no data set or backbone); creates nothing.
 
     ``path`` None is the quickstart study shipped in the package, whose storage and runs go
     under the working folder. ``storage`` overrides the file's storage (``--storage``,
@@ -60,5 +62,6 @@ def load_study_file(path: Path | None, *, workers: int = 1, storage: str | None 
     else:
         cfg = load_study(path)
         paths = resolve_paths(cfg, path, storage_override=storage)
-    check_study(cfg, paths, workers=workers)
+    if check:
+        check_study(cfg, paths, workers=workers)
     return cfg, paths

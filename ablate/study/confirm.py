@@ -8,7 +8,8 @@ show in the dashboard and survive a killed worker); the arm's repeats then run w
 whose mean validation accuracy over those M runs is best. The search trial's own value is not in
 that mean: it is the biased one. The confirmation runs are part of the arm's budget
 (``search.n_trials``), so every arm spends the same. Confirmation seeds lie far from every seed
-the repeats run, so no repeat run is a confirmation run.
+the study runs otherwise (``ablate.seeding``; the study file is refused where they meet), so no
+search, repeat or ensemble member run is a confirmation run.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ablate.config import StudyConfig, with_overrides
 from ablate.errors import ConfigError
+from ablate.seeding import confirmation_seeds
 from ablate.study import adapter
+from ablate.study.cells import cell_states
 from ablate.study.claims import claim_lock, requeue_dead_trials
 from ablate.study.events import Events, QuietEvents
 from ablate.study.paths import StudyPaths
@@ -32,25 +35,18 @@ from ablate.study.storage import confirm_study, open_storage, search_study
 from ablate.study.trial import run_trial
 from ablate.study.worker import work
 
-__all__ = ["CONFIRM_SEED_OFFSET", "confirm_seeds", "Candidate", "Confirmation", "run_confirm", "confirmation"]
-
-# Far from any seed a study's repeats run (0, 1, ... from repeats.first_seed) and from the
-# ensemble members' (2**20 + ...): a confirmation run is never a repeat run.
-CONFIRM_SEED_OFFSET = 1 << 21
+__all__ = ["confirm_seeds", "Candidate", "Confirmation", "run_confirm", "confirmation"]
 
 
 def confirm_seeds(cfg: StudyConfig) -> list[int]:
-    """The M confirmation seeds, the same for every candidate (their runs pair by seed).
-
-    Raises:
-        ConfigError: the repeats' seeds reach the confirmation seeds.
-    """
+    """The M confirmation seeds, the same for every candidate (their runs pair by seed); the
+    study file was refused if any other run of the study has one of them (``StudyConfig``)."""
     assert cfg.search.confirm is not None
-    seeds = [CONFIRM_SEED_OFFSET + j for j in range(cfg.search.confirm.seeds)]
-    if cfg.repeats is not None and cfg.repeats.first_seed + cfg.repeats.max_seeds > CONFIRM_SEED_OFFSET:
-        raise ConfigError(f"repeats.first_seed: the repeats' seeds would reach the confirmation seeds "
-                          f"({CONFIRM_SEED_OFFSET} on); start them lower")
-    return seeds
+    return list(confirmation_seeds(cfg.search.confirm.seeds))
+
+
+# Failures of one confirmation run before it is given up, as for a search trial.
+MAX_RETRY = 2
 
 
 @dataclass(frozen=True)
@@ -60,11 +56,18 @@ class Candidate:
     trial: int  # its number in the search
     params: dict[str, Any]
     search_value: float
-    values: tuple[float, ...]  # one per confirmation seed that completed
+    values: tuple[float, ...]  # one per confirmation seed that completed, in seed order
+    seeds: tuple[int, ...] = ()  # the seed of each value
 
     @property
     def mean(self) -> float:
+        """Over every completed confirmation run; NaN without any."""
         return statistics.fmean(self.values) if self.values else float("nan")
+
+    def mean_over(self, seeds: tuple[int, ...]) -> float:
+        """Over the runs of ``seeds`` alone (each of which it completed); NaN for none."""
+        chosen = [v for v, s in zip(self.values, self.seeds) if s in seeds]
+        return statistics.fmean(chosen) if chosen else float("nan")
 
 
 @dataclass(frozen=True)
@@ -75,19 +78,41 @@ class Confirmation:
     seeds: int
 
     @property
+    def paired_seeds(self) -> tuple[int, ...]:
+        """The seeds that every candidate with a completed run completed: the winner is chosen on
+        these alone, since a mean over other seeds would compare the seeds' luck, not the settings."""
+        ran = [set(c.seeds) for c in self.candidates if c.values]
+        return tuple(sorted(set.intersection(*ran))) if ran else ()
+
+    @property
     def winner(self) -> Candidate:
-        """Best mean over its confirmation runs; among equal means the better search trial."""
+        """Best mean over the paired seeds (:attr:`paired_seeds`); among equal means the better
+        search trial. When the candidates share no seed the confirmation decides nothing and the
+        search's order stands.
+
+        Raises:
+            ConfigError: no confirmation run completed.
+        """
         ran = [c for c in self.candidates if c.values]
         if not ran:
             raise ConfigError("search.confirm: no confirmation run completed; run the search phase again")
-        return max(ran, key=lambda c: (c.mean, -self.candidates.index(c)))
+        paired = self.paired_seeds
+        return max(ran, key=lambda c: (c.mean_over(paired) if paired else 0.0, -self.candidates.index(c)))
 
-    def record(self, top: int) -> dict[str, Any]:
-        """As ``tuning.json`` keeps it (its ``confirm`` key)."""
+    def record(self, top: int, budget: int) -> dict[str, Any]:
+        """As ``tuning.json`` keeps it (its ``confirm`` key). ``budget``: the search's whole budget
+        (``search.n_trials``); ``runs``: the confirmation runs planned (candidates x seeds);
+        ``shortfall``: the runs of the budget never made because fewer than ``top`` search
+        trials completed (each arm should spend the same)."""
+        winner = self.winner.trial  # raises first when no run completed
+        runs = len(self.candidates) * self.seeds
         return {"top": top, "seeds": self.seeds,
                 "candidates": [{"trial": c.trial, "search_value": c.search_value, "values": list(c.values),
-                                "mean": c.mean} for c in self.candidates],
-                "search_winner": self.candidates[0].trial, "confirm_winner": self.winner.trial}
+                                "seeds": list(c.seeds), "mean": c.mean if c.values else None}
+                               for c in self.candidates],
+                "paired_seeds": list(self.paired_seeds), "budget": budget, "runs": runs,
+                "shortfall": top * self.seeds - runs,
+                "search_winner": self.candidates[0].trial, "confirm_winner": winner}
 
 
 def _best_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
@@ -96,30 +121,35 @@ def _best_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
 
 
 def _cell(trial: FrozenTrial) -> tuple[Any, Any]:
-    """(candidate, seed) of a confirmation trial, from the parameters it was enqueued with (a
-    worker killed between its suggests leaves ``params`` partial: see RepeatCell.of)."""
-    p = adapter.enqueued_params(trial) or trial.params
+    """(candidate, seed) of a confirmation trial (:func:`ablate.study.adapter.cell_params`)."""
+    p = adapter.cell_params(trial)
     return p.get("candidate"), p.get("seed")
 
 
-def _enqueue(study: optuna.Study, paths: StudyPaths, best: list[FrozenTrial], seeds: list[int]) -> int:
-    """Enqueue each (candidate, seed) not yet COMPLETE, RUNNING or WAITING; returns how many cells."""
+def _enqueue(study: optuna.Study, paths: StudyPaths, best: list[FrozenTrial], seeds: list[int]) -> tuple[int, int]:
+    """Enqueue each (candidate, seed) not yet COMPLETE, RUNNING or WAITING, unless it failed more
+    than MAX_RETRY times; returns how many cells there are and how many were given up on."""
     with claim_lock(adapter.storage_of(study), paths.storage, study.study_name):
-        requeue_dead_trials(study, paths.storage, max_retry=2)
-        live = {_cell(t) for t in study.get_trials(deepcopy=False)
-                if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
+        requeue_dead_trials(study, paths.storage, max_retry=MAX_RETRY)
+        states = cell_states(study.get_trials(deepcopy=False), key=_cell)
+        given_up = 0
         for t in best:
             for seed in seeds:
-                if (t.number, seed) not in live:
-                    study.enqueue_trial({"candidate": t.number, "seed": seed},
-                                        user_attrs={"settings": dict(t.params), "search_value": t.value})
-    return len(best) * len(seeds)
+                if (t.number, seed) in states.live:
+                    continue
+                if states.given_up((t.number, seed), MAX_RETRY):
+                    given_up += 1
+                    continue
+                study.enqueue_trial({"candidate": t.number, "seed": seed},
+                                    user_attrs={"settings": dict(t.params), "search_value": t.value})
+    return len(best) * len(seeds), given_up
 
 
 def run_confirm(cfg: StudyConfig, paths: StudyPaths, events: Events | None = None, max_trials: int | None = None,
                 arm: str | None = None, replicate: int = 0) -> optuna.Study:
     """Run the confirmation of a finished search until each of its candidates has run on every
-    confirmation seed. The search must be finished (``run_search`` returns only then)."""
+    confirmation seed, a failed run enqueued again until it has failed more than MAX_RETRY times
+    (as the repeats do). The search must be finished (``run_search`` returns only then)."""
     events = events or QuietEvents()
     storage = open_storage(paths.storage)
     search = search_study(cfg, storage, arm, replicate)
@@ -139,9 +169,16 @@ def run_confirm(cfg: StudyConfig, paths: StudyPaths, events: Events | None = Non
         trial.set_user_attr("candidate", candidate)
         return run_trial(trial, run_cfg, paths, events, study.study_name, prune=False)
 
-    want = _enqueue(study, paths, best, seeds)
-    work(study, paths, want, objective, events, only_waiting=True, max_retry=2, max_trials=max_trials,
-         label=Search(arm, replicate).label().replace("search", "confirm", 1))
+    label = Search(arm, replicate).label().replace("search", "confirm", 1)
+    planned = None
+    while True:
+        cells, given_up = _enqueue(study, paths, best, seeds)
+        # Waits while others run confirmation runs; returns once none is waiting or running.
+        ran = work(study, paths, cells - given_up, objective, events, only_waiting=True, max_retry=MAX_RETRY,
+                   max_trials=max_trials, label=label)
+        if max_trials is not None or (ran == 0 and given_up == planned):
+            break  # nothing ran and nothing more was given up: no failed run left to retry
+        planned = given_up
     return study
 
 
@@ -150,13 +187,12 @@ def confirmation(cfg: StudyConfig, paths: StudyPaths, arm: str | None = None, re
     assert cfg.search.confirm is not None
     storage = open_storage(paths.storage)
     best = _best_trials(search_study(cfg, storage, arm, replicate), cfg.search.confirm.top)
-    values: dict[int, list[float]] = {t.number: [] for t in best}
-    runs = sorted(confirm_study(cfg, storage, arm, replicate).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                  key=lambda t: _cell(t)[1])
-    seen = set()
-    for t in runs:
-        if _cell(t) not in seen and _cell(t)[0] in values:
-            seen.add(_cell(t))
-            values[_cell(t)[0]].append(float(t.value))
-    return Confirmation(tuple(Candidate(t.number, dict(t.params), float(t.value), tuple(values[t.number]))
-                              for t in best), cfg.search.confirm.seeds)
+    complete = cell_states(confirm_study(cfg, storage, arm, replicate).get_trials(deepcopy=False), key=_cell).complete
+    seeds = confirm_seeds(cfg)
+
+    def candidate(t: FrozenTrial) -> Candidate:
+        ran = tuple(s for s in seeds if (t.number, s) in complete)
+        values = tuple(float(complete[(t.number, s)].value) for s in ran)
+        return Candidate(t.number, dict(t.params), float(t.value), values, ran)
+
+    return Confirmation(tuple(candidate(t) for t in best), cfg.search.confirm.seeds)

@@ -10,15 +10,14 @@ the same plan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
-import pandas as pd
 from optuna.trial import FrozenTrial
 
 from ablate.analysis import SequentialPlan
 from ablate.config import RunConfig, StudyConfig, base_run, with_overrides
 from ablate.errors import ConfigError, TrainingError
-from ablate.stats import LookResult, default_contrasts, sequential_look
 from ablate.study import adapter
 from ablate.study.cells import CellSettings, RepeatCell, cell_states, look_of, repeat_cells
 from ablate.study.claims import claim_lock, requeue_dead_trials
@@ -32,6 +31,12 @@ from ablate.study.storage import confirm_study_name, open_storage, repeats_study
 from ablate.study.trial import run_fused_trials, run_trial
 from ablate.study.worker import work
 from ablate.train import fusion_ok, resolve_device, resolve_precision
+
+if TYPE_CHECKING:
+    from ablate.stats import LookResult
+
+# ablate.stats (statsmodels, pandas) is imported where a sequential design needs it, not here:
+# every worker process and `ablate check` imports this module (1.2 s of a 2.8 s import).
 
 __all__ = ["chosen_settings", "cell_settings", "repeat_config", "fuse_count", "run_repeats", "sequential_settings",
            "RepeatsProgress", "repeats_progress"]
@@ -48,10 +53,11 @@ def chosen_settings(cfg: StudyConfig, paths: StudyPaths, arm: str, replicate: in
     search_arm = arm if method == "per-arm" else None
     if cfg.search.confirm is not None:
         c = confirmation(cfg, paths, search_arm, replicate)
-        w = c.winner
+        w, paired = c.winner, c.paired_seeds
         return dict(w.params), (f"{confirm_study_name(cfg, search_arm, replicate)}: trial {w.trial} of the search, "
-                                f"mean validation accuracy {w.mean:.4f} over {len(w.values)} confirmation seeds "
-                                f"(the search's best, trial {c.candidates[0].trial}, had {c.candidates[0].mean:.4f})")
+                                f"mean validation accuracy {w.mean_over(paired):.4f} over the {len(paired)} "
+                                f"confirmation seeds every candidate completed (the search's best, trial "
+                                f"{c.candidates[0].trial}, had {c.candidates[0].mean_over(paired):.4f})")
     study = search_study(cfg, open_storage(paths.storage), search_arm, replicate)
     best = best_trial(study, method)
     return dict(best.params), f"{study.study_name} trial {best.number} (validation accuracy {best.value:.4f})"
@@ -125,7 +131,7 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, paths: StudyPaths,
         for cell in _enqueue_order(cfg, cells):
             if cell in states.live:
                 continue
-            if states.failures.get(cell, 0) > max_retry:
+            if states.given_up(cell, max_retry):
                 given_up.append(cell)
                 continue
             key = (cell.arm, cell.replicate)
@@ -246,6 +252,8 @@ def sequential_settings(cfg: StudyConfig) -> SequentialPlan | None:
     rep = cfg.repeats
     if rep is None or not rep.sequential:
         return None
+    from ablate.stats import default_contrasts
+
     contrasts = rep.contrasts or default_contrasts(list(rep.arms))
     datasets = rep.datasets or [cfg.dataset.name]
     return SequentialPlan(looks=tuple(rep.looks), spending=rep.spending, comparisons=len(contrasts) * len(datasets))
@@ -280,6 +288,10 @@ def repeats_progress(cfg: StudyConfig, trials: list[FrozenTrial]) -> RepeatsProg
     plan = sequential_settings(cfg)
     if plan is None:
         return RepeatsProgress(seeds=rep.max_seeds, look=None, stopped=False)
+    import pandas as pd
+
+    from ablate.stats import sequential_look
+
     states = cell_states(trials)
     target, latest = rep.looks[0], None
     while True:

@@ -174,7 +174,8 @@ def tuning_record(cfg: StudyConfig, paths: StudyPaths, trials: list[FrozenTrial]
             search_arm = arm if cfg.tuning == "per-arm" else None
             info.update(_search_record(search_study(cfg, storage, search_arm)))
             if cfg.search.confirm is not None:
-                info["confirm"] = confirmation(cfg, paths, search_arm).record(cfg.search.confirm.top)
+                info["confirm"] = confirmation(cfg, paths, search_arm).record(cfg.search.confirm.top,
+                                                                             cfg.search.n_trials)
             if cfg.search.replicates > 1:
                 info["replicates"] = [_replicate_record(cfg, paths, arm, r, stored.get((arm, r)))
                                       for r in range(cfg.search.replicates)]

@@ -140,7 +140,8 @@ def run_searches(cfg: StudyConfig, paths: StudyPaths, events: Events | None = No
         for step, opened in steps:
             if left is not None and left <= 0:
                 return studies
-            before = _ended(opened(cfg, storage, s.arm, s.replicate))
+            # counting what ended lists every trial: only for the cap (tests), never on a real run
+            before = _ended(opened(cfg, storage, s.arm, s.replicate)) if left is not None else 0
             study = step(cfg, paths, events, max_trials=left, arm=s.arm, replicate=s.replicate)
             studies.setdefault(s, study)
             if left is not None:

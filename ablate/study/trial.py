@@ -15,7 +15,6 @@ import optuna
 
 from ablate.config import RunConfig, config_hash
 from ablate.errors import AblateError, TrainingError
-from ablate.plots import trial_curve
 from ablate.records import EpochStats, TrialResult
 from ablate.study.events import Events
 from ablate.study.paths import StudyPaths
@@ -143,6 +142,8 @@ def record_result(trial: optuna.Trial, result: TrialResult, keep_predictions: bo
 def upload_curve(trial: optuna.Trial, result: TrialResult, paths: StudyPaths) -> None:
     """The learning curve as a PNG artifact, shown by optuna-dashboard (--artifact-dir)."""
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    from ablate.plots import trial_curve  # matplotlib: 0.4 s that `ablate check` and idle workers skip
 
     paths.artifacts.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

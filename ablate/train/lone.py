@@ -19,16 +19,13 @@ from ablate.config import ModelConfig, RunConfig
 from ablate.data import DeviceImages, load_images, split_indices
 from ablate.models import count_parameters
 from ablate.records import EpochStats, Predictions, TrialResult
+from ablate.seeding import ensemble_member_seeds
 from ablate.train.device import Numerics
 from ablate.train.loop import (SEED_SOURCES, DeviceSplits, EpochCallback, EpochSums, Fit, Learner, fit, on_device,
                                predictions_of, resolve_runs, seeded_models, train_epoch)
 from ablate.train.stage1 import save_single_checkpoint, stage1_images, stage1_weights, uses_stage1
 
 __all__ = ["LoneLearner", "train_run", "ensemble_member_seeds", "ensemble_member_configs", "evaluate_ensemble"]
-
-# Ensemble members' seeds: far from any seed a study runs, so a member is never the single
-# arm's run of some seed (issue 8: the control must not reuse the runs it is compared with).
-ENSEMBLE_SEED_OFFSET = 1 << 20
 
 Log = Callable[[str], None]
 
@@ -51,10 +48,6 @@ class LoneLearner(Learner):
 
     def load_seed_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
-
-
-def ensemble_member_seeds(seed: int) -> tuple[int, int]:
-    return (ENSEMBLE_SEED_OFFSET + 2 * seed, ENSEMBLE_SEED_OFFSET + 2 * seed + 1)
 
 
 def ensemble_member_configs(cfg: RunConfig) -> tuple[RunConfig, RunConfig]:
