@@ -25,6 +25,21 @@ search:
 {extra}"""
 
 
+def fails_in_one_line(capsys, argv: list[str], *needles: str) -> str:
+    """Run ``ablate argv`` and check the error contract: exit code 2, one stderr line that starts
+    with ``ablate: error:`` and names every needle, no traceback. Returns that line."""
+    from ablate.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ablate: error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def tiny_study_text(name: str = "tiny", *, epochs: int = 1, n_trials: int = 2, init: str = "random",
                     pruner: str = "none", extra: str = "") -> str:
     return TINY_STUDY.format(name=name, epochs=epochs, n_trials=n_trials, init=init, pruner=pruner, extra=extra)

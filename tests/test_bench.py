@@ -23,6 +23,7 @@ from ablate.bench import (
     main,
     options_from_args,
 )
+from tests.conftest import fails_in_one_line
 from ablate.errors import ConfigError, ModelError
 
 # timm's tiny test network: the whole real run below takes a few seconds on one CPU core.
@@ -246,15 +247,7 @@ def test_skip_compiled_loops_compiles_the_fused_step_alone(capsys, monkeypatch):
 
 
 def _fails_in_one_line(capsys, argv: list[str], *needles: str) -> None:
-    from ablate.cli import main as ablate_main
-
-    code = ablate_main(["bench", *argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ablate: error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    fails_in_one_line(capsys, ["bench", *argv], *needles)
 
 
 def test_a_device_torch_does_not_know_is_one_line(capsys):

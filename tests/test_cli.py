@@ -8,20 +8,13 @@ from optuna.trial import TrialState
 from ablate.cli import main
 from ablate.config import load_study
 from ablate.study import resolve_paths, search_study, open_storage
-from tests.conftest import tiny_study_text
+from tests.conftest import fails_in_one_line, tiny_study_text
 
 
 def _fails_cleanly(capsys, argv, folder, *needles):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ablate: error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0]
+    line = fails_in_one_line(capsys, argv, *needles)
     assert not (folder / "runs").exists(), "nothing may be created for a bad study"
-    return lines[0]
+    return line
 
 
 @pytest.mark.parametrize(

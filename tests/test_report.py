@@ -27,6 +27,7 @@ from ablate.report import (
     render_report,
     verdict_sentence,
 )
+from tests.conftest import fails_in_one_line
 
 
 pytestmark = pytest.mark.usefixtures("cheap_gc")
@@ -337,16 +338,6 @@ def test_cli_report_on_an_old_table_without_cost_columns(tmp_path, no_figures, m
     assert str(tmp_path) not in text  # no machine paths in a report
 
 
-def _one_line_error(capsys, argv, *needles):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ablate: error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     ("extra", "needles"),
     [
@@ -362,7 +353,7 @@ def _one_line_error(capsys, argv, *needles):
 def test_cli_report_bad_flags(tmp_path, capsys, extra, needles):
     path = tmp_path / "results.csv"
     study(n_seeds=3, datasets=("digits",)).to_csv(path, index=False)
-    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o"), *extra], *needles)
+    fails_in_one_line(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o"), *extra], *needles)
     assert not (tmp_path / "o").exists()
 
 
@@ -384,15 +375,15 @@ def test_cli_report_bad_settings_files(tmp_path, capsys, name, text, needles):
     path = tmp_path / "results.csv"
     study(n_seeds=3, datasets=("digits",)).to_csv(path, index=False)
     (tmp_path / name).write_text(text)
-    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")], *needles)
+    fails_in_one_line(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")], *needles)
 
 
 def test_cli_report_missing_results_and_flags_without_results(tmp_path, capsys, write_study):
-    _one_line_error(capsys, ["report", "--results", str(tmp_path / "nope.csv")], "no such results file")
+    fails_in_one_line(capsys, ["report", "--results", str(tmp_path / "nope.csv")], "no such results file")
     from tests.conftest import tiny_study_text
 
     path = write_study(tiny_study_text(extra="repeats: {seeds: 2}\n"))
-    _one_line_error(capsys, ["report", str(path), "--contrast", "a", "b"], "--contrast applies to --results only")
+    fails_in_one_line(capsys, ["report", str(path), "--contrast", "a", "b"], "--contrast applies to --results only")
 
 
 # --------------------------------------------------------------------------- across data sets (issue 10)
@@ -544,26 +535,26 @@ def test_a_bad_predictions_file_is_one_line_at_the_command_line(tmp_path, capsys
     results.to_csv(path, index=False)
     bad = tmp_path / "bad.csv.gz"
     predictions.assign(seed=predictions["seed"] + 7).to_csv(bad, index=False)
-    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o"), "--predictions",
+    fails_in_one_line(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o"), "--predictions",
                              str(bad)], "bad.csv.gz", "digits/single/seed 7: a run that is not in the results")
     assert not (tmp_path / "o").exists()
     predictions.drop(columns=["predicted"]).to_csv(tmp_path / "predictions.csv.gz", index=False)
-    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+    fails_in_one_line(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
                     "predictions.csv.gz: predictions table lacks column(s) predicted")
-    _one_line_error(capsys, ["report", "--results", str(path), "--predictions", str(tmp_path / "none.csv.gz")],
+    fails_in_one_line(capsys, ["report", "--results", str(path), "--predictions", str(tmp_path / "none.csv.gz")],
                     "no such predictions file")
     good = io.BytesIO()
     predictions.to_csv(good, index=False, compression={"method": "gzip", "mtime": 0})
     damaged = bytearray(good.getvalue())
     damaged[40:60] = bytes(20)  # the deflate stream broken: zlib.error
     (tmp_path / "predictions.csv.gz").write_bytes(bytes(damaged))
-    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+    fails_in_one_line(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
                     "predictions.csv.gz: cannot read predictions CSV")
     (tmp_path / "predictions.csv.gz").write_bytes(good.getvalue()[:-30])  # cut short: EOFError
-    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+    fails_in_one_line(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
                     "predictions.csv.gz: cannot read predictions CSV")
     (tmp_path / "predictions.csv.gz").write_bytes(b"not gzip at all")  # gzip.BadGzipFile
-    _one_line_error(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
+    fails_in_one_line(capsys, ["report", "--results", str(path), "--out", str(tmp_path / "o")],
                     "predictions.csv.gz: cannot read predictions CSV")
     assert not (tmp_path / "o").exists()
 
@@ -615,7 +606,7 @@ def test_predictions_apply_to_results_reports_only(tmp_path, capsys, write_study
     from tests.conftest import tiny_study_text
 
     path = write_study(tiny_study_text(extra="repeats: {seeds: 2}\n"))
-    _one_line_error(capsys, ["report", str(path), "--predictions", str(tmp_path / "p.csv.gz")],
+    fails_in_one_line(capsys, ["report", str(path), "--predictions", str(tmp_path / "p.csv.gz")],
                     "--predictions applies to --results only")
 
 
