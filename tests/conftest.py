@@ -5,9 +5,13 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from ablate.records import TrialResult
 
 TINY_STUDY = """\
 name: {name}
@@ -38,6 +42,19 @@ def fails_in_one_line(capsys, argv: list[str], *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def fake_result(curve: list[float], lr: float, n_test: int) -> TrialResult:
+    """What a stand-in for training returns: one epoch per value of ``curve`` (validation
+    accuracy, also its train and test accuracy), its best epoch the highest."""
+    from ablate.records import EpochStats, TrialResult
+
+    epochs = tuple(EpochStats(epoch=e + 1, train_loss=0.5, train_accuracy=v, val_accuracy=v, penalty=None, lr=lr,
+                              seconds=0.01) for e, v in enumerate(curve))
+    best = max(range(len(curve)), key=lambda e: (curve[e], -e))
+    return TrialResult(val_accuracy=curve[best], best_epoch=best + 1, test_accuracy=curve[best], head_similarity=None,
+                       curves=epochs, n_params=1000, n_trainable=1000, wall_time=0.01, device="cpu",
+                       images_per_second=1.0, train_images=100, n_test=n_test)
 
 
 def tiny_study_text(name: str = "tiny", *, epochs: int = 1, n_trials: int = 2, init: str = "random",

@@ -12,12 +12,11 @@ import pytest
 from optuna.trial import TrialState
 
 from ablate.config import load_study
-from ablate.records import EpochStats, TrialResult
 from ablate.study import (CellSettings, RepeatCell, cell_settings, collect_results, confirmation, open_storage,
                           repeat_cells, repeats_study, resolve_paths, run_repeats, run_searches, search_study)
 from ablate.study.confirm import confirm_seeds
 from ablate.study.storage import confirm_study, sampler_seed
-from tests.conftest import tiny_study_text
+from tests.conftest import fake_result, tiny_study_text
 
 # Four learning rates, each tried once by the grid sampler. At the search's seed (0) the two
 # largest look best, 4e-3 above all, by luck; at any other seed 2e-3 is better than 4e-3.
@@ -47,11 +46,7 @@ def _fake_training(calls: list):
         lr, seed = run_cfg.train.lr, run_cfg.train.seed
         calls.append((lr, seed))
         acc = BASE[lr] + (LUCK.get(lr, 0.0) if seed == 0 else 0.0) + 0.001 * (seed % 3)
-        epoch = EpochStats(epoch=1, train_loss=0.5, train_accuracy=acc, val_accuracy=acc, penalty=None, lr=lr,
-                           seconds=0.01)
-        return TrialResult(val_accuracy=acc, best_epoch=1, test_accuracy=acc, head_similarity=None, curves=(epoch,),
-                           n_params=1000, n_trainable=1000, wall_time=0.01, device="cpu", images_per_second=1.0,
-                           train_images=100, n_test=30)
+        return fake_result([acc], lr, n_test=30)
 
     return train_run
 
@@ -204,13 +199,10 @@ def test_the_tuning_record_keeps_a_pruned_trial_at_its_last_reported_value(write
     def train_run(run_cfg, on_epoch=None, **kwargs):  # three epochs; 4e-3 is poor from the start
         lr = run_cfg.train.lr
         curve = [BASE[lr] - (0.3 if lr == 4.0e-3 else 0.0) + 0.01 * e for e in range(3)]
-        stats = [EpochStats(epoch=e + 1, train_loss=0.5, train_accuracy=v, val_accuracy=v, penalty=None, lr=lr,
-                            seconds=0.01) for e, v in enumerate(curve)]
-        for s in stats:
-            on_epoch(s)  # the pruner may stop the run here
-        return TrialResult(val_accuracy=max(curve), best_epoch=3, test_accuracy=max(curve), head_similarity=None,
-                           curves=tuple(stats), n_params=1000, n_trainable=1000, wall_time=0.01, device="cpu",
-                           images_per_second=1.0, train_images=100, n_test=30)
+        result = fake_result(curve, lr, n_test=30)
+        for epoch in result.curves:
+            on_epoch(epoch)  # the pruner may stop the run here
+        return result
 
     monkeypatch.setattr(trial_module, "train_run", train_run)
     monkeypatch.setattr(trial_module, "upload_curve", lambda *args: None)

@@ -83,6 +83,15 @@ def _assert_same_first_epoch(fused: TrialResult, lone: TrialResult) -> None:
             assert f.penalty == pytest.approx(l.penalty, rel=RTOL)
 
 
+def _two_models(cfg: ModelConfig, wrap=lambda m: m) -> list[torch.nn.Module]:
+    """Seeds 0 and 1 of ``cfg`` in train mode, each built right after its seed is set."""
+    models = []
+    for seed in (0, 1):
+        seed_everything(seed)
+        models.append(wrap(build_model(cfg, num_classes=10, image_size=16).train()))
+    return models
+
+
 @pytest.mark.parametrize("fused_kernel", [None, True])
 def test_adamw_on_stacked_tensors_is_k_adamws(fused_kernel):
     """Elementwise, so one AdamW over stacked tensors is K AdamWs: the for-each kernel and the
@@ -116,10 +125,7 @@ def test_adamw_on_stacked_tensors_is_k_adamws(fused_kernel):
 def test_one_fused_step_is_each_model_alone(kind):
     """Outputs, gradients and BatchNorm running statistics, model by model; model1 frozen in eval mode."""
     cfg = ModelConfig(kind=kind, backbone="seresnet18", model1={"init": "random", "freeze": True})
-    models = []
-    for seed in (0, 1):
-        seed_everything(seed)
-        models.append(build_model(cfg, num_classes=10, image_size=16).train())
+    models = _two_models(cfg)
     fused = FusedModel(models).train()
     x = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))  # (K, B, 3, S, S)
     logits, map1, map2 = fused(x)
@@ -277,10 +283,7 @@ def test_fused_batchnorm_takes_bf16_activations(kind):
     float32 statistics fails in torch itself (pytorch issues 192617, 184890); FusedModel computes
     its BatchNorm in float32 and matches each model alone within BF16_TOLERANCE."""
     cfg = ModelConfig(kind=kind, backbone="seresnet18", model1={"init": "random", "freeze": True})
-    models = []
-    for seed in (0, 1):
-        seed_everything(seed)
-        models.append(_bf16_like_cuda_autocast(build_model(cfg, num_classes=10, image_size=16).train()))
+    models = _two_models(cfg, _bf16_like_cuda_autocast)
     fused = FusedModel(models).train()
     x = torch.randn(2, 8, 3, 16, 16, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
     logits, _, _ = fused(x)
@@ -391,11 +394,7 @@ def test_a_fused_model_moved_after_a_step_trains_its_new_tensors():
     round trip through bf16) puts new buffers in place of the old, and the next step must update
     those, not the old ones."""
     cfg = ModelConfig(kind="single", backbone="test_resnet")
-    models = []
-    for seed in (0, 1):
-        seed_everything(seed)
-        models.append(build_model(cfg, num_classes=10, image_size=16).train())
-    fused = FusedModel(models).train()
+    fused = FusedModel(_two_models(cfg)).train()
     x = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))  # (K, B, 3, S, S)
     fused(x)
     old = dict(fused.stacked.named_buffers())

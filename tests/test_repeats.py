@@ -250,16 +250,11 @@ AHEAD = {0.001: [0.0] * 15, 0.002: [-10.2, -9.8, -10.1, -9.9, -10.0] * 3,
 
 def _fake_training(ahead):
     """A train_run stand-in: arm a's accuracy wobbles by seed, the others sit ``ahead`` of it."""
-    from ablate.records import EpochStats, TrialResult
+    from tests.conftest import fake_result
 
     def train_run(run_cfg, **kwargs):
         seed, lr = run_cfg.train.seed, run_cfg.train.lr
-        acc = 0.80 + (seed % 3) / 100 + ahead[lr][seed] / 100
-        epoch = EpochStats(epoch=1, train_loss=0.5, train_accuracy=acc, val_accuracy=acc, penalty=None, lr=lr,
-                           seconds=0.01)
-        return TrialResult(val_accuracy=acc, best_epoch=1, test_accuracy=acc, head_similarity=None, curves=(epoch,),
-                           n_params=1000, n_trainable=1000, wall_time=0.01, device="cpu", images_per_second=1.0,
-                           train_images=100, n_test=1000)
+        return fake_result([0.80 + (seed % 3) / 100 + ahead[lr][seed] / 100], lr, n_test=1000)
 
     return train_run
 
