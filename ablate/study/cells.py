@@ -108,7 +108,7 @@ class CellStates:
 
     def finished(self, cell: Hashable, max_retries: int) -> bool:
         """COMPLETE, or given up after more than ``max_retries`` failures and not running again."""
-        return cell in self.complete or (cell not in self.live and self.failures.get(cell, 0) > max_retries)
+        return cell in self.complete or (cell not in self.live and self.given_up(cell, max_retries))
 
     def given_up(self, cell: Hashable, max_retries: int) -> bool:
         """Failed more than ``max_retries`` times, so not enqueued again."""
